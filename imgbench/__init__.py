@@ -1,3 +1,3 @@
-"""imgbench: store and read lots of images with PNG files, LMDB, HDF5 and raw npy, measured fairly."""
+"""imgbench: store and read lots of images (PNG files, LMDB, HDF5, raw npy), measured fairly."""
 
 __version__ = "0.1.0"

@@ -1,0 +1,44 @@
+# Image storage benchmark: PNG files vs LMDB vs HDF5 (+ raw npy), article vs tuned code.
+# Entry point: includes only. Stages live in workflow/rules/, logic in the imgbench package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: f"{workflow.basedir}/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    mode="article|tuned",
+    fmt="[a-z0-9_]+",
+    n=r"\d+",
+    cache="warm|cold",
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/store.smk"
+include: "workflow/rules/read.smk"
+include: "workflow/rules/report.smk"
+
+
+# Tiny untimed steps stay on the submitting host under a cluster executor.
+localrules:
+    all,
+    download,
+    tables,
+    figures,
+    provenance,
+
+
+rule all:
+    default_target: True
+    input:
+        tables=list(TABLES.values()),
+        figures=list(FIGURES.values()),
+        provenance="results/provenance.json",

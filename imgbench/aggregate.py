@@ -1,0 +1,194 @@
+"""Turn the per-job JSON results into tidy pandas tables and a markdown summary."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imgbench import article
+from imgbench.atomic import atomic_path
+
+KEYS = ["format", "mode", "operation", "cache", "n_images"]
+
+
+def _load(paths: Iterable[Path]) -> list[dict]:
+    return [json.loads(Path(p).read_text()) for p in paths]
+
+
+def samples_table(results: list[dict]) -> pd.DataFrame:
+    """One row per timed sample."""
+    rows = [
+        {
+            **{k: r[k] for k in KEYS},
+            "sample": i,
+            "seconds": s,
+            "node": r["node"],
+            "config_hash": r["config_hash"],
+        }
+        for r in results
+        for i, s in enumerate(r["samples"])
+    ]
+    return pd.DataFrame(rows, columns=[*KEYS, "sample", "seconds", "node", "config_hash"])
+
+
+def summary_table(results: list[dict]) -> pd.DataFrame:
+    """One row per measurement: median and spread, per-image cost, residency, provenance."""
+    rows = []
+    for r in results:
+        st = r["stats"]
+        res = r.get("resident_fraction") or []
+        rows.append(
+            {
+                **{k: r[k] for k in KEYS},
+                **{
+                    k: st[k] for k in ("median_s", "min_s", "max_s", "iqr_s", "mean_s", "n_samples")
+                },
+                "us_per_image": st["median_s"] / r["n_images"] * 1e6,
+                "images_per_s": r["n_images"] / st["median_s"] if st["median_s"] > 0 else np.nan,
+                "resident_max": max(res) if res else np.nan,
+                "evict_method": r.get("evict_method"),
+                "threads": r["threads"],
+                "repeats": r["repeats"],
+                "warmup": r["warmup"],
+                "verified": r["verified"],
+                "node": r["node"],
+                "config_hash": r["config_hash"],
+                "start": r["start"],
+                "end": r["end"],
+            }
+        )
+    df = pd.DataFrame(rows)
+    return df.sort_values(KEYS).reset_index(drop=True) if len(df) else df
+
+
+def disk_table(results: list[dict]) -> pd.DataFrame:
+    """Disk use per store, with bytes per image against the raw 3,072 bytes."""
+    df = pd.DataFrame(results)
+    df["bytes_per_image"] = df["apparent_bytes"] / df["n_images"]
+    df["kib_per_image"] = df["kib_allocated"] / df["n_images"]
+    cols = [
+        "format",
+        "mode",
+        "n_images",
+        "kib_allocated",
+        "apparent_bytes",
+        "files",
+        "bytes_per_image",
+        "kib_per_image",
+    ]
+    return df[cols].sort_values(["format", "mode", "n_images"]).reset_index(drop=True)
+
+
+def article_table(summary: pd.DataFrame, disk: pd.DataFrame) -> pd.DataFrame:
+    """Our article-mode medians next to the article's published numbers, per cutoff."""
+    rows = []
+    for fmt, published in article.STORE_MANY_S.items():
+        for i, n in enumerate(article.CUTOFFS):
+            row: dict = {"format": fmt, "n_images": n}
+            for op, pub in (("write_many", published), ("read_many", article.READ_MANY_S[fmt])):
+                sel = summary[
+                    (summary["format"] == fmt)
+                    & (summary["mode"] == "article")
+                    & (summary["operation"] == op)
+                    & (summary["n_images"] == n)
+                    & (summary["cache"].isin(["none", "warm"]))
+                ]
+                ours = float(sel["median_s"].iloc[0]) if len(sel) else np.nan
+                row[f"{op}_s_ours"] = ours
+                row[f"{op}_s_article"] = pub[i]
+                row[f"{op}_ratio"] = ours / pub[i] if ours == ours else np.nan
+            d = disk[
+                (disk["format"] == fmt) & (disk["mode"] == "article") & (disk["n_images"] == n)
+            ]
+            row["disk_kib_ours"] = int(d["kib_allocated"].iloc[0]) if len(d) else np.nan
+            row["disk_kb_article"] = article.DISK_KB[fmt][i]
+            if len(sel) or len(d):
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _md(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
+    """A markdown table without extra dependencies."""
+
+    def cell(v: object) -> str:
+        if isinstance(v, float | np.floating):
+            return "" if np.isnan(v) else floatfmt.format(v)
+        return str(v)
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body])
+
+
+def markdown_summary(summary: pd.DataFrame, disk: pd.DataFrame, art: pd.DataFrame) -> str:
+    """The human-readable report: biggest cutoff first, spread shown, cold vs warm."""
+    out = ["# Image storage benchmark: summary", ""]
+    many = summary[summary["operation"].isin(["write_many", "read_many"])]
+    if len(many):
+        nmax = int(many["n_images"].max())
+        top = many[many["n_images"] == nmax].copy()
+        top["median [min-max] s"] = top.apply(
+            lambda r: f"{r.median_s:.4g} [{r.min_s:.4g}-{r.max_s:.4g}]", axis=1
+        )
+        pivot = top.pivot_table(
+            index=["format", "mode"],
+            columns=["operation", "cache"],
+            values="median [min-max] s",
+            aggfunc="first",
+        )
+        pivot.columns = [f"{op} {c}" if c != "none" else op for op, c in pivot.columns]
+        out += [
+            f"## Many images: N = {nmax:,} (median [min-max] of the repeats)",
+            "",
+            _md(pivot.reset_index()),
+            "",
+        ]
+        reads = top[top["operation"] == "read_many"].pivot_table(
+            index=["format", "mode"], columns="cache", values="median_s"
+        )
+        if {"warm", "cold"} <= set(reads.columns):
+            reads["cold/warm"] = reads["cold"] / reads["warm"]
+            out += ["## Cold-cache / warm-cache read time", "", _md(reads.reset_index()), ""]
+    single = summary[summary["operation"].isin(["write_one", "read_one"])].copy()
+    if len(single):
+        single["median_ms"] = single["median_s"] * 1e3
+        single["iqr_ms"] = single["iqr_s"] * 1e3
+        out += [
+            "## One image (ms, median and IQR over all samples)",
+            "",
+            _md(
+                single[["format", "mode", "operation", "cache", "n_samples", "median_ms", "iqr_ms"]]
+            ),
+            "",
+        ]
+    if len(disk):
+        out += ["## Disk use", "", _md(disk), ""]
+    if len(art):
+        out += [
+            "## Article mode vs the article's published numbers",
+            "",
+            "Same code path as the article, this machine vs the author's 2019 machine.",
+            "",
+            _md(art),
+            "",
+        ]
+    return "\n".join(out)
+
+
+def write_tables(timings: list[Path], disk: list[Path], outputs: Mapping[str, Path]) -> None:
+    """Write samples, summary, disk, article comparison (CSV) and the markdown summary."""
+    results = _load(timings)
+    summary = summary_table(results)
+    dsk = disk_table(_load(disk))
+    art = article_table(summary, dsk)
+    frames = {"samples": samples_table(results), "summary": summary, "disk": dsk, "article": art}
+    for name, df in frames.items():
+        with atomic_path(outputs[name]) as tmp:
+            df.to_csv(tmp, index=False)
+    with atomic_path(outputs["markdown"]) as tmp:
+        tmp.write_text(markdown_summary(summary, dsk, art))

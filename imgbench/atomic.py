@@ -1,0 +1,53 @@
+"""Write-then-rename, so a crash never leaves a half-written file or store under its final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def remove(path: Path) -> None:
+    """Remove a file or directory tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def tmp_name(final: Path) -> Path:
+    """A sibling temporary name: same file system, so the final rename is atomic."""
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}")
+
+
+def fsync_tree(path: Path) -> None:
+    """Flush every file under *path* to disk (needed before cold-cache eviction works)."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for p in files:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path; on success rename it to *final*, on any failure delete it.
+
+    Stale temporaries from a killed run (any pid) are swept first so they never pile up.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        remove(stale)
+    tmp = tmp_name(final)
+    try:
+        yield tmp
+        remove(final)
+        os.replace(tmp, final)
+    except BaseException:
+        remove(tmp)
+        raise

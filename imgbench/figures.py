@@ -1,0 +1,151 @@
+"""The article's figures (and a few more), one panel per mode, median with min-max spread."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from imgbench.atomic import atomic_path  # noqa: E402
+
+MODES = ["article", "tuned"]
+
+
+def _panels(df: pd.DataFrame) -> tuple[plt.Figure, list[plt.Axes], list[str]]:
+    modes = [m for m in MODES if m in set(df["mode"])] or sorted(set(df["mode"]))
+    fig, axes = plt.subplots(
+        1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False, sharey=True
+    )
+    return fig, list(axes[0]), modes
+
+
+def _lines(ax: plt.Axes, df: pd.DataFrame, label_suffix: str = "", style: str = "-o") -> None:
+    for fmt, g in df.groupby("format"):
+        g = g.sort_values("n_images")
+        err = [g["median_s"] - g["min_s"], g["max_s"] - g["median_s"]]
+        ax.errorbar(
+            g["n_images"],
+            g["median_s"],
+            yerr=err,
+            fmt=style,
+            capsize=3,
+            ms=4,
+            label=f"{fmt}{label_suffix}",
+        )
+
+
+def _time_plot(df: pd.DataFrame, title: str, log: bool) -> plt.Figure:
+    fig, axes, modes = _panels(df)
+    for ax, mode in zip(axes, modes, strict=True):
+        _lines(ax, df[df["mode"] == mode])
+        ax.set_title(f"{title} ({mode} mode)")
+        ax.set_xlabel("number of images")
+        ax.grid(True, which="both", alpha=0.3)
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.legend()
+    axes[0].set_ylabel("seconds (median, bars: min-max)")
+    fig.tight_layout()
+    return fig
+
+
+def _store_read(df: pd.DataFrame) -> plt.Figure:
+    fig, axes, modes = _panels(df)
+    for ax, mode in zip(axes, modes, strict=True):
+        sub = df[df["mode"] == mode]
+        _lines(ax, sub[sub["operation"] == "write_many"], " store", "-o")
+        _lines(ax, sub[sub["operation"] == "read_many"], " read", "--s")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            title=f"store and read ({mode} mode)",
+            xlabel="number of images",
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("seconds")
+    fig.tight_layout()
+    return fig
+
+
+def _cold_warm(df: pd.DataFrame) -> plt.Figure:
+    fig, axes, modes = _panels(df)
+    for ax, mode in zip(axes, modes, strict=True):
+        sub = df[df["mode"] == mode]
+        _lines(ax, sub[sub["cache"] == "warm"], " warm", "-o")
+        _lines(ax, sub[sub["cache"] == "cold"], " cold", "--s")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            title=f"read many: cold vs warm cache ({mode})",
+            xlabel="number of images",
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("seconds")
+    fig.tight_layout()
+    return fig
+
+
+def _disk(disk: pd.DataFrame) -> plt.Figure:
+    fig, axes, modes = _panels(disk)
+    for ax, mode in zip(axes, modes, strict=True):
+        for fmt, g in disk[disk["mode"] == mode].groupby("format"):
+            g = g.sort_values("n_images")
+            ax.plot(g["n_images"], g["kib_allocated"], "-o", ms=4, label=fmt)
+        ax.set(
+            xscale="log",
+            yscale="log",
+            title=f"disk use, du -sk ({mode} mode)",
+            xlabel="number of images",
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel("KiB allocated")
+    fig.tight_layout()
+    return fig
+
+
+def _single(df: pd.DataFrame) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    df = df.copy()
+    df["what"] = df["operation"] + " " + df["cache"].where(df["cache"] != "none", "")
+    piv = df.pivot_table(index=["format", "mode"], columns="what", values="median_s") * 1e3
+    piv.plot.bar(ax=ax)
+    ax.set_ylabel("ms per image (median)")
+    ax.set_title("one image: store and read")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(
+    summary_csv: Path, disk_csv: Path, outputs: Mapping[str, Path], dpi: int = 120
+) -> None:
+    """Render every figure named in *outputs* (keys below) from the summary tables."""
+    s = pd.read_csv(summary_csv)
+    disk = pd.read_csv(disk_csv)
+    store = s[s["operation"] == "write_many"]
+    read_warm = s[(s["operation"] == "read_many") & (s["cache"] == "warm")]
+    many = s[s["operation"].isin(["write_many", "read_many"]) & (s["cache"] != "cold")]
+    makers = {
+        "store_linear": lambda: _time_plot(store, "store many", log=False),
+        "store_log": lambda: _time_plot(store, "store many", log=True),
+        "read_linear": lambda: _time_plot(read_warm, "read many, warm", log=False),
+        "read_log": lambda: _time_plot(read_warm, "read many, warm", log=True),
+        "store_read": lambda: _store_read(many),
+        "cold_warm": lambda: _cold_warm(s[s["operation"] == "read_many"]),
+        "disk": lambda: _disk(disk),
+        "single": lambda: _single(s[s["operation"].isin(["write_one", "read_one"])]),
+    }
+    for name, path in outputs.items():
+        fig = makers[name]()
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip("."))
+        plt.close(fig)

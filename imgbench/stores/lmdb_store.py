@@ -1,0 +1,156 @@
+"""LMDB: one environment per store, one key per image.
+
+article: values are pickled ``CIFARImage`` records, ``map_size = N * image.nbytes * 10``,
+all puts in one write transaction, reads by ``txn.get`` per key (as in the article; the
+pickles are read through the restricted unpickler, never plain ``pickle.loads``).
+tuned: raw image bytes as values (no pickle at all), labels and shape in two metadata
+keys, ``append=True`` puts in key order in batched transactions, a map sized from the
+data that grows on ``MapFullError``, and cursor reads into one preallocated array.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from pathlib import Path
+
+import lmdb
+import numpy as np
+
+from imgbench.errors import StoreError
+from imgbench.safepickle import loads
+from imgbench.stores.base import Store
+
+log = logging.getLogger(__name__)
+
+
+def key(i: int) -> bytes:
+    """The article's key: zero-padded so lexical order is numeric order."""
+    return f"{i:08}".encode("ascii")
+
+
+class CIFARImage:
+    """The article's record: image bytes, shape and label (pickled as the LMDB value)."""
+
+    def __init__(self, image: np.ndarray, label: int) -> None:
+        self.channels = image.shape[2]
+        self.size = image.shape[:2]
+        self.image = image.tobytes()
+        self.label = label
+
+    def get_image(self) -> np.ndarray:
+        """Rebuild the (H, W, C) uint8 array from the stored bytes."""
+        image = np.frombuffer(self.image, dtype=np.uint8)
+        return image.reshape(*self.size, self.channels)
+
+
+class ArticleLmdb(Store):
+    format = "lmdb"
+    mode = "article"
+
+    def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        map_size = len(images) * images[0].nbytes * 10
+        env = lmdb.open(str(path), map_size=map_size)
+        try:
+            with env.begin(write=True) as txn:
+                for i in range(len(images)):
+                    value = CIFARImage(images[i], int(labels[i]))
+                    txn.put(key(i), pickle.dumps(value))
+        except lmdb.MapFullError:
+            raise StoreError(
+                f"{path}: LMDB map full at map_size={map_size} bytes (article sizing "
+                "N * image.nbytes * 10); use mode tuned, which grows the map"
+            ) from None
+        finally:
+            env.close()
+
+    def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = [], []
+        env = lmdb.open(str(path), readonly=True)
+        try:
+            n = env.stat()["entries"]
+            with env.begin() as txn:
+                for i in range(n):
+                    data = txn.get(key(i))
+                    if data is None:
+                        raise StoreError(f"{path}: key {i:08} missing; rebuild the store")
+                    record = loads(data, f"{path}:{i:08}")
+                    if not isinstance(record, CIFARImage):
+                        raise StoreError(f"{path}:{i:08}: value is not a CIFARImage record")
+                    images.append(record.get_image())
+                    labels.append(record.label)
+        finally:
+            env.close()
+        return np.array(images), np.array(labels, dtype=np.uint8)
+
+
+META, LABELS = b"~meta", b"~labels"  # '~' sorts after the digit keys: appends stay ordered
+
+
+class TunedLmdb(Store):
+    format = "lmdb"
+    mode = "tuned"
+    OPTIONS = {"lmdb_map_headroom": 1.5, "lmdb_txn_images": 10000}
+
+    def _initial_map_size(self, images: np.ndarray) -> int:
+        # Each value sits in its own overflow page(s) for images > ~2 KB: budget whole pages.
+        page = 4096
+        per = -(-images[0].nbytes // page) * page + 64 if len(images) else page
+        return max(1 << 20, int(len(images) * per * float(self.options["lmdb_map_headroom"])))
+
+    def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        n = len(images)
+        meta = json.dumps({"n": n, "shape": list(images.shape[1:]), "dtype": "uint8"})
+        items = sorted([(META, meta.encode()), (LABELS, labels.tobytes())])
+        env = lmdb.open(str(path), map_size=self._initial_map_size(images), subdir=True)
+        try:
+            step = max(1, int(self.options["lmdb_txn_images"]))
+            batches = [range(s, min(n, s + step)) for s in range(0, n, step)]
+            for batch in batches:
+                self._put_batch(env, lambda b=batch: ((key(i), images[i]) for i in b))
+            self._put_batch(env, lambda: iter(items))
+            env.sync(True)
+        finally:
+            env.close()
+
+    @staticmethod
+    def _put_batch(env: lmdb.Environment, pairs) -> None:  # noqa: ANN001
+        """Put one batch in one transaction; on MapFullError double the map and redo it."""
+        while True:
+            try:
+                with env.begin(write=True) as txn, txn.cursor() as cur:
+                    for k, v in pairs():
+                        if not cur.put(k, memoryview(v).cast("B"), append=True):
+                            raise StoreError(f"key {k!r} out of order in LMDB append")
+                return
+            except lmdb.MapFullError:
+                new = env.info()["map_size"] * 2
+                log.info("LMDB map full: growing map to %d bytes", new)
+                env.set_mapsize(new)
+
+    def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        env = lmdb.open(str(path), readonly=True, lock=False)
+        try:
+            with env.begin(buffers=True) as txn:
+                meta_raw, lab_raw = txn.get(META), txn.get(LABELS)
+                if meta_raw is None or lab_raw is None:
+                    raise StoreError(f"{path}: not a tuned imgbench LMDB store; rebuild it")
+                meta = json.loads(bytes(meta_raw))
+                n, shape = int(meta["n"]), tuple(meta["shape"])
+                labels = np.frombuffer(lab_raw, dtype=np.uint8).copy()
+                out = np.empty((n, *shape), dtype=np.uint8)
+                flat = memoryview(out.reshape(-1))
+                size = int(np.prod(shape))
+                with txn.cursor() as cur:
+                    cur.first()
+                    for i, value in enumerate(cur.iternext(keys=False, values=True)):
+                        if i == n:
+                            break
+                        flat[i * size : (i + 1) * size] = value
+        finally:
+            env.close()
+        return out, labels
+
+
+STORES = {"article": ArticleLmdb, "tuned": TunedLmdb}

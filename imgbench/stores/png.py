@@ -1,0 +1,131 @@
+"""One PNG file per image (Pillow), labels beside them.
+
+article: serial ``Image.fromarray(img).save`` / ``np.array(Image.open(p))``, labels in a
+space-delimited CSV, as in the article.
+tuned: the same files, encoded and decoded by a fork process pool sized by the job's
+threads, decoding straight into one shared output buffer; labels as a raw ``.npy``.
+"""
+
+from __future__ import annotations
+
+import csv
+import mmap
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imgbench.stores.base import Store
+
+#: Below this many images a process pool costs more than it saves.
+PARALLEL_MIN_IMAGES = 1000
+
+
+class ArticlePng(Store):
+    format = "png"
+    mode = "article"
+
+    def _save_kwargs(self) -> dict:
+        return {}
+
+    def _write_labels(self, path: Path, labels: np.ndarray) -> None:
+        with open(path / "labels.csv", "w", newline="") as f:
+            writer = csv.writer(f, delimiter=" ", quotechar="|", quoting=csv.QUOTE_MINIMAL)
+            for label in labels:
+                writer.writerow([int(label)])
+
+    def _read_labels(self, path: Path) -> np.ndarray:
+        with open(path / "labels.csv", newline="") as f:
+            reader = csv.reader(f, delimiter=" ", quotechar="|")
+            return np.array([int(row[0]) for row in reader], dtype=np.uint8)
+
+    def _write_range(self, path: Path, images: np.ndarray, start: int, stop: int) -> None:
+        kwargs = self._save_kwargs()
+        for i in range(start, stop):
+            Image.fromarray(images[i]).save(path / f"{i}.png", **kwargs)
+
+    def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        self._write_range(path, images, 0, len(images))
+        self._write_labels(path, labels)
+
+    def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        labels = self._read_labels(path)
+        images = [np.array(Image.open(path / f"{i}.png")) for i in range(len(labels))]
+        return np.array(images), labels
+
+
+# --- tuned: process pool over index ranges -------------------------------------------------
+# Fork workers inherit these module globals, so nothing large is pickled through pipes.
+_SHARED: dict = {}
+
+
+def _decode_range(bounds: tuple[int, int]) -> None:
+    path, out = _SHARED["path"], _SHARED["out"]
+    for i in range(*bounds):
+        with Image.open(path / f"{i}.png") as im:
+            out[i] = np.asarray(im)
+
+
+def _encode_range(bounds: tuple[int, int]) -> None:
+    _SHARED["store"]._write_range(_SHARED["path"], _SHARED["images"], *bounds)
+
+
+def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    edges = np.linspace(0, n, parts + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+class TunedPng(ArticlePng):
+    mode = "tuned"
+    OPTIONS = {"png_compress_level": 6}
+
+    def _save_kwargs(self) -> dict:
+        return {"compress_level": int(self.options["png_compress_level"])}
+
+    def _write_labels(self, path: Path, labels: np.ndarray) -> None:
+        np.save(path / "labels.npy", np.asarray(labels, dtype=np.uint8))
+
+    def _read_labels(self, path: Path) -> np.ndarray:
+        return np.load(path / "labels.npy")
+
+    def _parallel(self, n: int) -> bool:
+        return self.workers > 1 and n >= PARALLEL_MIN_IMAGES
+
+    def _run(self, fn, n: int, **shared: object) -> None:  # noqa: ANN001
+        _SHARED.update(shared)
+        try:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(self.workers) as pool:
+                pool.map(fn, _ranges(n, self.workers * 4))
+        finally:
+            _SHARED.clear()
+
+    def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        if self._parallel(len(images)):
+            self._run(_encode_range, len(images), store=self, path=path, images=images)
+        else:
+            self._write_range(path, images, 0, len(images))
+        self._write_labels(path, labels)
+
+    def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        labels = self._read_labels(path)
+        n = len(labels)
+        with Image.open(path / "0.png") as im:
+            shape = (n, im.height, im.width, len(im.getbands()))
+        if not self._parallel(n):
+            out = np.empty(shape, dtype=np.uint8)
+            _SHARED.update(path=path, out=out)
+            try:
+                _decode_range((0, n))
+            finally:
+                _SHARED.clear()
+            return out, labels
+        # Anonymous shared mapping: written by the forked workers, read by the parent, no copy.
+        buf = mmap.mmap(-1, int(np.prod(shape)), flags=mmap.MAP_SHARED)
+        out = np.frombuffer(buf, dtype=np.uint8).reshape(shape)
+        self._run(_decode_range, n, path=path, out=out)
+        return out, labels
+
+
+STORES = {"article": ArticlePng, "tuned": TunedPng}

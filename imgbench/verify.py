@@ -1,0 +1,38 @@
+"""Check a read against the source data, so no format can win by returning the wrong thing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from imgbench.errors import VerificationError
+
+
+def check(
+    what: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    src_images: np.ndarray,
+    src_labels: np.ndarray,
+) -> None:
+    """Raise VerificationError unless images and labels equal the source exactly."""
+    if images.shape != src_images.shape or labels.shape != src_labels.shape:
+        raise VerificationError(
+            f"{what}: store returned images {images.shape} and labels {labels.shape}, expected "
+            f"{src_images.shape} and {src_labels.shape}; the store was built for other data "
+            "(another n_images?) or altered: delete it and rerun"
+        )
+    if images.dtype != np.uint8:
+        raise VerificationError(f"{what}: store returned dtype {images.dtype}, expected uint8")
+    if not np.array_equal(labels, src_labels):
+        bad = np.flatnonzero(labels != src_labels)
+        raise VerificationError(
+            f"{what}: {bad.size} labels differ from the source (first at index {bad[0]}); "
+            "the store is corrupt or stale: delete it and rerun"
+        )
+    if not np.array_equal(images, src_images):
+        diff = (images != src_images).reshape(len(images), -1).any(axis=1)
+        bad = np.flatnonzero(diff)
+        raise VerificationError(
+            f"{what}: {bad.size} images differ from the source pixels (first at index "
+            f"{bad[0]}); the store is corrupt or stale: delete it and rerun"
+        )
