@@ -133,6 +133,7 @@ def build_store(
                 warmup,
                 before=fresh,
                 after=flushed,
+                warmups=res.warmup_samples,
             )
         except Exception as exc:
             if not isinstance(exc, StoreError) and _no_space(exc):
@@ -188,7 +189,9 @@ def read_many(
     def after(got: tuple[np.ndarray, np.ndarray], timed: bool) -> None:
         verify_chunked(f"{store_path} ({mode} {fmt})", got, src_images, src_labels)
 
-    res.samples = measure(lambda: store.read_many(store_path), repeats, warmup, before, after)
+    res.samples = measure(
+        lambda: store.read_many(store_path), repeats, warmup, before, after, res.warmup_samples
+    )
     res.verified = True
     res.evict_method = ",".join(sorted(methods)) or None
     out = res.finish()
@@ -233,8 +236,7 @@ def write_one(
                 d.mkdir()
                 image, label = np.array(src_images[i]), int(src_labels[i])
                 s = measure(partial(store.write_one, d, image, label), 1)
-                if r >= warmup:
-                    res.samples.extend(s)
+                (res.samples if r >= warmup else res.warmup_samples).extend(s)
         fsync_tree(tmp)
         res.extra["single_store_disk"] = disk_use(tmp / f"{ids[0]:08}")
     res.extra["ids"] = ids
@@ -308,8 +310,7 @@ def read_one(
                 _prepare_cache(d, cache_state, evict_method, res, methods)
             check = partial(_check_one, f"{d} ({mode} {fmt})", src_images[i], src_labels[i])
             [dt] = measure(partial(store.read_one, d), 1, after=check)
-            if timed:
-                res.samples.append(dt)
+            (res.samples if timed else res.warmup_samples).append(dt)
     res.verified = True
     res.evict_method = ",".join(sorted(methods)) or None
     res.extra["ids"] = ids

@@ -33,11 +33,14 @@ def measure(
     warmup: int = 0,
     before: Callable[[bool], None] | None = None,
     after: Callable[[Any, bool], None] | None = None,
+    warmups: list[float] | None = None,
 ) -> list[float]:
     """Time ``fn()`` *repeats* times after *warmup* untimed calls.
 
     ``before(timed)`` runs before each call and ``after(result, timed)`` after it, both
-    outside the timed section (eviction, fresh directories, verification).
+    outside the timed section (eviction, fresh directories, verification). Warmup
+    durations are appended to *warmups* when given (they count as measurement work, not
+    pipeline overhead, in the overhead accounting).
     """
     samples: list[float] = []
     for k in range(warmup + repeats):
@@ -52,6 +55,8 @@ def measure(
         del result
         if timed:
             samples.append(dt)
+        elif warmups is not None:
+            warmups.append(dt)
     return samples
 
 
@@ -65,6 +70,7 @@ class Result:
     cache: str  # warm | cold | none (writes)
     n_images: int
     samples: list[float] = field(default_factory=list)
+    warmup_samples: list[float] = field(default_factory=list)
     repeats: int = 0
     warmup: int = 0
     threads: int = 1

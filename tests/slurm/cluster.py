@@ -247,6 +247,8 @@ def single_node_slurm(workdir: Path, partition: str = "debug") -> Iterator[Clust
     if reason:
         raise RuntimeError(reason)
     workdir = Path(workdir).resolve()
+    if any(ch.isspace() for ch in str(workdir)):
+        raise ValueError(f"slurm.conf cannot hold paths with whitespace: {workdir}")
     for sub in ("state", "spool"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
 
