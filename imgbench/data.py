@@ -17,7 +17,7 @@ import numpy as np
 
 from imgbench.atomic import atomic_path
 from imgbench.errors import DataError
-from imgbench.safepickle import loads
+from imgbench.safepickle import UnsafePickleError, loads
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,14 @@ def _sniff(archive: Path) -> None:
 
 def _decode_batch(archive: Path, name: str, payload: bytes) -> tuple[np.ndarray, np.ndarray]:
     what = f"{archive}:{name}"
-    obj = loads(payload, what)
+    try:
+        obj = loads(payload, what)
+    except UnsafePickleError:
+        raise
+    except Exception as exc:  # garbage bytes: unpickling can fail with almost any error
+        raise _fail(
+            archive, f"member {name} is not a readable pickle ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(obj, dict) or b"data" not in obj or b"labels" not in obj:
         raise _fail(archive, f"member {name} is not a CIFAR batch dict with b'data' and b'labels'")
     data, labels = obj[b"data"], obj[b"labels"]

@@ -142,7 +142,6 @@ def _provenance(sm: Any) -> None:
     data = provenance.collect(
         sm.params.config, Path(sm.params.results_dir), Path(sm.params.repo_dir)
     )
-    data["measurement_config_hash"] = sm.params.config_hash
     provenance.write(Path(sm.output.provenance), data)
 
 

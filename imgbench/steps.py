@@ -60,10 +60,7 @@ def verify_chunked(
         verify.check(what, images, labels, src_images, np.asarray(src_labels))
     for s in range(0, len(images), VERIFY_CHUNK):
         e = s + VERIFY_CHUNK
-        try:
-            verify.check(what, images[s:e], labels[s:e], src_images[s:e], src_labels[s:e])
-        except verify.VerificationError as exc:
-            raise verify.VerificationError(f"{exc} (chunk starting at image {s})") from None
+        verify.check(what, images[s:e], labels[s:e], src_images[s:e], src_labels[s:e], s)
 
 
 def _no_space(exc: BaseException) -> bool:
@@ -139,7 +136,8 @@ def build_store(
             if not isinstance(exc, StoreError) and _no_space(exc):
                 raise StoreError(
                     f"{store_out}: no space left on device while writing the {fmt} store "
-                    f"({exc}); free space or move results/ to a larger file system, then rerun"
+                    f"({' '.join(str(exc).split())}); free space or move results/ to a larger "
+                    "file system, then rerun"
                 ) from None
             raise
     res.extra["fsync_s"] = fsync_s

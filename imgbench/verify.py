@@ -13,8 +13,12 @@ def check(
     labels: np.ndarray,
     src_images: np.ndarray,
     src_labels: np.ndarray,
+    offset: int = 0,
 ) -> None:
-    """Raise VerificationError unless images and labels equal the source exactly."""
+    """Raise VerificationError unless images and labels equal the source exactly.
+
+    *offset* is the index of the first image, so chunked callers report absolute indices.
+    """
     if images.shape != src_images.shape or labels.shape != src_labels.shape:
         raise VerificationError(
             f"{what}: store returned images {images.shape} and labels {labels.shape}, expected "
@@ -26,7 +30,7 @@ def check(
     if not np.array_equal(labels, src_labels):
         bad = np.flatnonzero(labels != src_labels)
         raise VerificationError(
-            f"{what}: {bad.size} labels differ from the source (first at index {bad[0]}); "
+            f"{what}: {bad.size} labels differ from the source (first at index {offset + bad[0]}); "
             "the store is corrupt or stale: delete it and rerun"
         )
     if not np.array_equal(images, src_images):
@@ -34,5 +38,5 @@ def check(
         bad = np.flatnonzero(diff)
         raise VerificationError(
             f"{what}: {bad.size} images differ from the source pixels (first at index "
-            f"{bad[0]}); the store is corrupt or stale: delete it and rerun"
+            f"{offset + bad[0]}); the store is corrupt or stale: delete it and rerun"
         )

@@ -222,6 +222,20 @@ def _stop(name: str, proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is *pid* (e.g. slurmstepd processes slurmd has not reaped yet)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the command name (field 2) may hold spaces; the ppid follows its closing ")"
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
 def _cancel_leftover_jobs() -> None:
     """Cancel jobs still in our cluster so no job step outlives slurmd."""
     out = _run("squeue", "-h", "-o", "%i").stdout.split()
@@ -356,6 +370,11 @@ def single_node_slurm(workdir: Path, partition: str = "debug") -> Iterator[Clust
             if "slurmctld" in procs and procs["slurmctld"].poll() is None:
                 with contextlib.suppress(Exception):
                     _cancel_leftover_jobs()
+            if "slurmd" in procs and procs["slurmd"].poll() is None:
+                # let slurmd reap its finished job steps first (only waits, signals nothing)
+                deadline = time.monotonic() + 10
+                while _children(procs["slurmd"].pid) and time.monotonic() < deadline:
+                    time.sleep(0.2)
             for name in ("slurmd", "slurmctld", "munged"):
                 if name in procs:
                     _stop(name, procs[name])

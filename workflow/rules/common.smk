@@ -1,5 +1,6 @@
 # Helpers for the stage files (config validation, the format x mode x cutoff grid,
 # per-job parameters, the timing-isolation resource). Functions only, no rule definitions.
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,9 @@ if _slots is None:
         "may run beside other jobs"
     )
 
+# The config behind the numbers (figure settings only change how they are drawn).
+MEASURED_CONFIG = {k: v for k, v in config.items() if not k.startswith("figure_")}
+
 # Config keys that change what a timed job measures (figure settings are not among them).
 MEASURE_KEYS = [
     "cifar_md5",
@@ -85,7 +89,12 @@ def job_threads(wildcards):
     """Tuned jobs may use every core (they run alone); article code is single-threaded."""
     if wildcards.mode != "tuned":
         return 1
-    return config["tuned_threads"] or workflow.cores
+    if config["tuned_threads"]:
+        return config["tuned_threads"]
+    try:
+        return workflow.cores  # set by --cores; capped to it anyway
+    except WorkflowError:  # e.g. a cluster executor without --cores
+        return os.cpu_count() or 1
 
 
 def many_targets(pattern):

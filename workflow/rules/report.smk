@@ -55,8 +55,7 @@ rule provenance:
     conda:
         "../../envs/bench.yaml"
     params:
-        config=config,
-        config_hash=config_hash(config),
+        config=MEASURED_CONFIG,
         results_dir=lambda wildcards, output: Path(output.provenance).parent,
         repo_dir=workflow.basedir,
     script:

@@ -1,0 +1,27 @@
+"""Shared fixtures: tiny random data sets and a generated archive in the official layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def random_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, n, dtype=np.uint8)
+    return images, labels
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    """A 1,200-image source data set saved as .npy, like the double step writes it."""
+    images, labels = random_data(1200)
+    ip, lp = tmp_path / "images.npy", tmp_path / "labels.npy"
+    np.save(ip, images)
+    np.save(lp, labels)
+    return ip, lp, images, labels

@@ -1,0 +1,228 @@
+"""The Snakemake workflow: DAG shape, config checks, a tiny end-to-end run, reruns, isolation."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from imgbench.stores import FORMATS, modes
+from imgbench.synthetic import make_archive
+from tests.conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+TIMED_DIRS = [
+    "write_many",
+    "read_many_warm",
+    "read_many_cold",
+    "write_one",
+    "read_one_warm",
+    "read_one_cold",
+]
+
+pytestmark = pytest.mark.workflow
+
+
+def smk(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    stats = output.split("Job stats:", 1)[1]
+    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    counts.pop("total", None)
+    return counts
+
+
+def test_dry_run_default_dag() -> None:
+    out = smk("-n", "--cores", "2").stdout
+    counts = job_counts(out)
+    combos = sum(len(modes(f)) for f in ["png", "lmdb", "hdf5", "npy"])
+    assert combos == 7
+    for rule in ["build_store", "read_many_warm", "read_many_cold", "du"]:
+        assert counts[rule] == combos * 5, rule
+    for rule in ["write_one", "read_one_warm", "read_one_cold"]:
+        assert counts[rule] == combos, rule
+    for rule in ["download", "unpickle", "double", "tables", "figures", "provenance", "all"]:
+        assert counts[rule] == 1, rule
+    for mode, fmt, n in itertools.product(
+        ["article", "tuned"], ["png", "lmdb", "hdf5"], [10, 100, 1000, 10000, 100000]
+    ):
+        assert f"results/stores/{mode}/{fmt}/{n}" in out
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        (["formats=[png,tiff]"], "formats"),
+        (["cutoffs=[10,500000]"], "cutoffs"),
+        (["cutoffs=[]"], "cutoffs"),
+        (["cutoffs=[0,10]"], "cutoffs"),
+        (["n_images=-5"], "n_images"),
+        (["n_images=1.5"], "n_images"),
+        (["repeats=0"], "repeats"),
+        (["modes=[fast]"], "modes"),
+        (["cold_cache=maybe"], "cold_cache"),
+        (["formats=[]"], "formats"),
+        (["colour=blue"], "colour"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path: Path, override: list[str], needle: str) -> None:
+    proc = smk("-n", "--cores", "1", "-d", str(tmp_path), "--config", *override, check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert needle in text
+    assert "Job stats" not in text and not (tmp_path / "results").exists()
+
+
+def test_unknown_format_names_the_allowed_ones(tmp_path: Path) -> None:
+    proc = smk("-n", "--cores", "1", "-d", str(tmp_path), "--config", "formats=[tiff]", check=False)
+    assert proc.returncode != 0
+    assert "allowed: ['hdf5', 'lmdb', 'npy', 'png']" in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """One tiny end-to-end run (--cores 2), shared by the tests below."""
+    work = tmp_path_factory.mktemp("tiny")
+    archive = make_archive(work / "cifar.tar.gz", per_batch=40)
+    smk(
+        "--cores",
+        "2",
+        "--configfile",
+        str(TINY),
+        "--config",
+        f"cifar_url={archive}",
+        "-d",
+        str(work),
+    )
+    return work
+
+
+def _again(work: Path, *extra: str) -> subprocess.CompletedProcess:
+    return smk(
+        "--cores",
+        "2",
+        "--configfile",
+        str(TINY),
+        "--config",
+        f"cifar_url={work / 'cifar.tar.gz'}",
+        *extra,
+        "-d",
+        str(work),
+    )
+
+
+def test_tiny_run_produces_every_table_and_figure(tiny_run: Path) -> None:
+    tables = tiny_run / "results" / "tables"
+    for name in ["samples.csv", "summary.csv", "disk.csv", "article_comparison.csv", "summary.md"]:
+        assert (tables / name).stat().st_size > 0, name
+    for name in [
+        "store_linear",
+        "store_log",
+        "read_linear",
+        "read_log",
+        "store_read",
+        "cold_warm",
+        "disk",
+        "single",
+    ]:
+        fig = tiny_run / "results" / "figures" / f"{name}.png"
+        assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    summary = pd.read_csv(tables / "summary.csv")
+    combos = {(f, m) for f in FORMATS for m in modes(f)}
+    assert set(zip(summary["format"], summary["mode"], strict=True)) == combos
+    many = summary[summary["operation"].isin(["write_many", "read_many"])]
+    assert sorted(set(many["n_images"])) == [10, 100]
+    assert len(many) == len(combos) * 2 * 3  # write, read warm, read cold at 2 cutoffs
+    assert (summary["n_samples"][summary["operation"] == "read_many"] == 2).all()  # repeats: 2
+    reads = summary[summary["operation"].str.startswith("read")]
+    assert reads["verified"].all()
+    disk = pd.read_csv(tables / "disk.csv")
+    assert len(disk) == len(combos) * 2 and (disk["kib_allocated"] > 0).all()
+    samples = pd.read_csv(tables / "samples.csv")
+    assert len(samples) == summary["n_samples"].sum()
+    assert samples["config_hash"].notna().all() and samples["node"].notna().all()
+    assert "Article mode vs the article" in (tables / "summary.md").read_text()
+
+
+def test_cold_results_all_prove_residency(tiny_run: Path) -> None:
+    results = list((tiny_run / "results" / "timings").glob("read_*_cold/**/*.json"))
+    assert len(results) == 7 * 3
+    for p in results:
+        r = json.loads(p.read_text())
+        assert r["resident_fraction"] and max(r["resident_fraction"]) <= 0.05, p
+
+
+def test_timed_jobs_never_overlap_any_job(tiny_run: Path) -> None:
+    timed = []
+    for d in TIMED_DIRS:
+        for p in (tiny_run / "results" / "timings" / d).rglob("*.json"):
+            r = json.loads(p.read_text())
+            timed.append((r["start"], r["end"], str(p)))
+    others = []
+    for p in (tiny_run / "results" / "du").rglob("*.json"):  # untimed jobs, run in parallel
+        r = json.loads(p.read_text())
+        others.append((r["start"], r["end"], str(p)))
+    assert len(timed) == 7 * 2 * 3 + 7 * 3
+    timed.sort()
+    for (_s1, e1, a), (s2, _e2, b) in itertools.pairwise(timed):
+        assert e1 <= s2, f"timed jobs overlap: {a} and {b}"
+    for s1, e1, a in timed:
+        for s2, e2, b in others:
+            assert e1 <= s2 or e2 <= s1, f"timed job {a} overlaps {b}"
+
+
+def test_provenance_has_every_field(tiny_run: Path) -> None:
+    prov = json.loads((tiny_run / "results" / "provenance.json").read_text())
+    for key in [
+        "python",
+        "packages",
+        "libraries",
+        "os",
+        "cpu",
+        "memory",
+        "filesystem",
+        "git",
+        "hostname",
+        "config",
+        "config_hash",
+    ]:
+        assert key in prov, key
+    assert prov["libraries"]["hdf5"] and prov["libraries"]["lmdb"]
+    assert prov["filesystem"]["fstype"] and prov["cpu"]["logical_cores"] >= 1
+    assert prov["config"]["n_images"] == 400
+
+
+def test_second_run_has_nothing_to_do(tiny_run: Path) -> None:
+    out = _again(tiny_run)
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_figure_setting_reruns_only_figures(tiny_run: Path) -> None:
+    out = _again(tiny_run, "figure_dpi=60", "-n")
+    assert set(job_counts(out.stdout)) == {"figures", "all"}
+
+
+def test_store_option_reruns_only_that_format(tiny_run: Path) -> None:
+    out = _again(tiny_run, "hdf5_chunk_images=16", "-n")
+    counts = job_counts(out.stdout)
+    assert counts["build_store"] == 2  # tuned hdf5 at both cutoffs, nothing else
+    assert "results/stores/tuned/hdf5/10" in out.stdout
+    assert "stores/tuned/png" not in out.stdout and "stores/article/hdf5" not in out.stdout
