@@ -24,12 +24,13 @@ fi
 echo "install.sh: missing ${missing[*]}; installing ${PACKAGES[*]}"
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "install.sh: must run as root to install packages" >&2
-    exit 1
+    # Not fatal: the SLURM test then skips itself with this reason; the other tests still run.
+    echo "install.sh: not root, cannot install SLURM; tests/test_slurm.py will be skipped" >&2
+    exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install.sh: apt-get not found; install ${PACKAGES[*]} by hand" >&2
-    exit 1
+    echo "install.sh: apt-get not found; install ${PACKAGES[*]} by hand (SLURM test skipped)" >&2
+    exit 0
 fi
 
 export DEBIAN_FRONTEND=noninteractive

@@ -6,6 +6,8 @@ rule download:
         archive="resources/cifar-10-python.tar.gz",
     log:
         "results/logs/download.log",
+    benchmark:
+        "results/benchmarks/download.tsv"
     conda:
         "../../envs/bench.yaml"
     params:
@@ -23,6 +25,8 @@ rule unpickle:
         labels="results/data/train_labels.npy",
     log:
         "results/logs/unpickle.log",
+    benchmark:
+        "results/benchmarks/unpickle.tsv"
     conda:
         "../../envs/bench.yaml"
     script:
@@ -38,6 +42,8 @@ rule double:
         labels="results/data/labels.npy",
     log:
         "results/logs/double.log",
+    benchmark:
+        "results/benchmarks/double.tsv"
     conda:
         "../../envs/bench.yaml"
     params:

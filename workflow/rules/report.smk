@@ -8,6 +8,8 @@ rule du:
         result="results/du/{mode}/{fmt}/{n}.json",
     log:
         "results/logs/du/{mode}/{fmt}/{n}.log",
+    benchmark:
+        "results/benchmarks/du/{mode}/{fmt}/{n}.tsv"
     conda:
         "../../envs/bench.yaml"
     script:
@@ -22,6 +24,8 @@ rule tables:
         **{k: report(v, category="Tables") for k, v in TABLES.items()},
     log:
         "results/logs/tables.log",
+    benchmark:
+        "results/benchmarks/tables.tsv"
     conda:
         "../../envs/bench.yaml"
     script:
@@ -39,6 +43,8 @@ rule figures:
         },
     log:
         "results/logs/figures.log",
+    benchmark:
+        "results/benchmarks/figures.tsv"
     conda:
         "../../envs/bench.yaml"
     params:
@@ -52,6 +58,8 @@ rule provenance:
         provenance="results/provenance.json",
     log:
         "results/logs/provenance.log",
+    benchmark:
+        "results/benchmarks/provenance.tsv"
     conda:
         "../../envs/bench.yaml"
     params:

@@ -1,0 +1,61 @@
+"""Where the time and memory of a finished pipeline run went.
+
+Reads a run's ``results/benchmarks/**.tsv`` (Snakemake's per-job wall time and max RSS) and
+``results/timings/**.json`` (the in-process timed sections), and prints per-stage wall time,
+the largest peak memory per stage, and the pipeline overhead: total wall time minus the time
+spent inside the timed operations (samples and warmups).
+
+    python benchmarks/run_report.py results --wall 1234.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", type=Path)
+    ap.add_argument("--wall", type=float, help="total wall time of the run, seconds")
+    args = ap.parse_args()
+
+    rows = []
+    for tsv in sorted((args.results / "benchmarks").rglob("*.tsv")):
+        rule = tsv.relative_to(args.results / "benchmarks").parts[0].removesuffix(".tsv")
+        b = pd.read_csv(tsv, sep="\t")
+        rows.append(
+            {
+                "rule": rule,
+                "s": float(b["s"].iloc[0]),
+                "max_rss_mb": pd.to_numeric(b["max_rss"], errors="coerce").iloc[0],
+            }
+        )
+    jobs = pd.DataFrame(rows)
+    per_rule = jobs.groupby("rule").agg(
+        jobs=("s", "size"), wall_s=("s", "sum"), max_rss_mb=("max_rss_mb", "max")
+    )
+    print(per_rule.sort_values("wall_s", ascending=False).to_string(float_format="%.1f"))
+
+    timed = warm = 0.0
+    for p in (args.results / "timings").rglob("*.json"):
+        r = json.loads(p.read_text())
+        timed += sum(r["samples"])
+        warm += sum(r.get("warmup_samples", []))
+    jobs_total = jobs["s"].sum()
+    print(f"\nsum of job wall times: {jobs_total:.1f} s")
+    print(f"inside timed sections: {timed:.1f} s (+ {warm:.1f} s untimed warmups)")
+    if args.wall:
+        overhead = args.wall - timed - warm
+        print(
+            f"total wall time: {args.wall:.1f} s; overhead (wall - timed - warmups): "
+            f"{overhead:.1f} s = {100 * overhead / args.wall:.1f} %"
+        )
+    print(f"largest peak RSS of any job: {per_rule['max_rss_mb'].max():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
