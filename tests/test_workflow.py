@@ -226,3 +226,56 @@ def test_store_option_reruns_only_that_format(tiny_run: Path) -> None:
     assert counts["build_store"] == 2  # tuned hdf5 at both cutoffs, nothing else
     assert "results/stores/tuned/hdf5/10" in out.stdout
     assert "stores/tuned/png" not in out.stdout and "stores/article/hdf5" not in out.stdout
+
+
+def test_kill_9_mid_build_then_rerun_rebuilds(tmp_path: Path) -> None:
+    """SIGKILL snakemake while a store is half written: no store under the final name; after
+    Snakemake's --unlock the rerun rebuilds it, sweeps the temporary and verifies the reads."""
+    import os
+    import signal
+    import time
+
+    archive = make_archive(tmp_path / "a.tar.gz", per_batch=400)
+    args = [
+        "--cores",
+        "2",
+        "--configfile",
+        str(TINY),
+        "--config",
+        f"cifar_url={archive}",
+        "n_images=4000",
+        "cutoffs=[4000]",
+        "formats=[png]",
+        "modes=[article]",
+        "repeats=1",
+        "warmup=0",
+        "-d",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    stores = tmp_path / "results" / "stores" / "article" / "png"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        tmps = list(stores.glob(".4000.tmp-*")) if stores.exists() else []
+        if tmps and len(list(tmps[0].iterdir())) > 50:
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("the build never started")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (stores / "4000").exists(), "a half-written store sits under the final name"
+    smk(*args, "--unlock")
+    smk(*args)
+    assert (stores / "4000").is_dir() and not list(stores.glob(".4000.tmp-*"))
+    assert len(list((stores / "4000").glob("*.png"))) == 4000
+    for cache_state in ("warm", "cold"):
+        result = tmp_path / "results" / "timings" / f"read_many_{cache_state}" / "article"
+        assert json.loads((result / "png" / "4000.json").read_text())["verified"]
