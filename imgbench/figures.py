@@ -14,6 +14,8 @@ import pandas as pd  # noqa: E402
 from imgbench.atomic import atomic_path  # noqa: E402
 
 MODES = ["article", "tuned"]
+#: One colour per format in every figure and panel (solid vs dashed tells the operation).
+COLORS = {"png": "C0", "lmdb": "C1", "hdf5": "C2", "npy": "C7"}
 
 
 def _panels(df: pd.DataFrame) -> tuple[plt.Figure, list[plt.Axes], list[str]]:
@@ -36,6 +38,7 @@ def _lines(ax: plt.Axes, df: pd.DataFrame, label_suffix: str = "", style: str = 
             capsize=3,
             ms=4,
             label=f"{fmt}{label_suffix}",
+            color=COLORS.get(fmt),
         )
 
 
@@ -55,36 +58,15 @@ def _time_plot(df: pd.DataFrame, title: str, log: bool) -> plt.Figure:
     return fig
 
 
-def _store_read(df: pd.DataFrame) -> plt.Figure:
+def _pair(df: pd.DataFrame, column: str, first: str, second: str, title: str) -> plt.Figure:
+    """Two families of lines per panel (solid *first*, dashed *second*), log-log."""
     fig, axes, modes = _panels(df)
     for ax, mode in zip(axes, modes, strict=True):
         sub = df[df["mode"] == mode]
-        _lines(ax, sub[sub["operation"] == "write_many"], " store", "-o")
-        _lines(ax, sub[sub["operation"] == "read_many"], " read", "--s")
+        for value, style in ((first, "-o"), (second, "--s")):
+            _lines(ax, sub[sub[column] == value], f" {value.removesuffix('_many')}", style)
         ax.set(
-            xscale="log",
-            yscale="log",
-            title=f"store and read ({mode} mode)",
-            xlabel="number of images",
-        )
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("seconds")
-    fig.tight_layout()
-    return fig
-
-
-def _cold_warm(df: pd.DataFrame) -> plt.Figure:
-    fig, axes, modes = _panels(df)
-    for ax, mode in zip(axes, modes, strict=True):
-        sub = df[df["mode"] == mode]
-        _lines(ax, sub[sub["cache"] == "warm"], " warm", "-o")
-        _lines(ax, sub[sub["cache"] == "cold"], " cold", "--s")
-        ax.set(
-            xscale="log",
-            yscale="log",
-            title=f"read many: cold vs warm cache ({mode})",
-            xlabel="number of images",
+            xscale="log", yscale="log", title=f"{title} ({mode} mode)", xlabel="number of images"
         )
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -98,7 +80,7 @@ def _disk(disk: pd.DataFrame) -> plt.Figure:
     for ax, mode in zip(axes, modes, strict=True):
         for fmt, g in disk[disk["mode"] == mode].groupby("format"):
             g = g.sort_values("n_images")
-            ax.plot(g["n_images"], g["kib_allocated"], "-o", ms=4, label=fmt)
+            ax.plot(g["n_images"], g["kib_allocated"], "-o", ms=4, label=fmt, color=COLORS.get(fmt))
         ax.set(
             xscale="log",
             yscale="log",
@@ -139,8 +121,14 @@ def write_figures(
         "store_log": lambda: _time_plot(store, "store many", log=True),
         "read_linear": lambda: _time_plot(read_warm, "read many, warm", log=False),
         "read_log": lambda: _time_plot(read_warm, "read many, warm", log=True),
-        "store_read": lambda: _store_read(many),
-        "cold_warm": lambda: _cold_warm(s[s["operation"] == "read_many"]),
+        "store_read": lambda: _pair(many, "operation", "write_many", "read_many", "store and read"),
+        "cold_warm": lambda: _pair(
+            s[s["operation"] == "read_many"],
+            "cache",
+            "warm",
+            "cold",
+            "read many: warm vs cold cache",
+        ),
         "disk": lambda: _disk(disk),
         "single": lambda: _single(s[s["operation"].isin(["write_one", "read_one"])]),
     }

@@ -9,6 +9,7 @@ threads, decoding straight into one shared output buffer; labels as a raw ``.npy
 from __future__ import annotations
 
 import csv
+import logging
 import mmap
 import multiprocessing
 from pathlib import Path
@@ -18,6 +19,8 @@ from PIL import Image
 
 from imgbench.stores.base import Store
 
+log = logging.getLogger(__name__)
+PROGRESS_EVERY = 10_000
 #: Below this many images a process pool costs more than it saves.
 PARALLEL_MIN_IMAGES = 1000
 
@@ -44,6 +47,8 @@ class ArticlePng(Store):
         kwargs = self._save_kwargs()
         for i in range(start, stop):
             Image.fromarray(images[i]).save(path / f"{i}.png", **kwargs)
+            if i % PROGRESS_EVERY == 0 and i:  # ~10 log lines per 100k: movement, no cost
+                log.info("%s: %d of %d PNG files written", path.name, i, len(images))
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         self._write_range(path, images, 0, len(images))
