@@ -46,7 +46,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp = tmp_name(final)
     try:
         yield tmp
-        remove(final)
+        if final.is_dir() and not final.is_symlink():
+            remove(final)  # a directory cannot be replaced in one step; a file can (below)
         os.replace(tmp, final)
     except BaseException:
         remove(tmp)

@@ -16,12 +16,13 @@ import platform
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from imgbench.atomic import atomic_path
 
 __all__ = ["PACKAGES", "collect", "config_hash", "write"]
 
@@ -283,19 +284,6 @@ def _json_default(obj: object) -> object:
 
 
 def write(path: Path, data: dict) -> None:
-    """Write JSON atomically, so a crashed or parallel job never leaves a
-    half-written record that a later aggregation step would choke on."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; records are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically, so a crashed job never leaves a half-written record."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
