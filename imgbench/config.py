@@ -8,6 +8,8 @@ for the schema to judge.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -44,3 +46,9 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = _scalar(value)
     return out
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """Short, key-order independent fingerprint of a config (groups identical setups)."""
+    canonical = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]

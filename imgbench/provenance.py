@@ -9,7 +9,6 @@ different machines can be diffed and loaded into one table.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from imgbench.atomic import atomic_path
+from imgbench.config import config_hash
 
 __all__ = ["PACKAGES", "collect", "config_hash", "write"]
 
@@ -30,16 +30,6 @@ __all__ = ["PACKAGES", "collect", "config_hash", "write"]
 PACKAGES = ("numpy", "pillow", "lmdb", "h5py", "pandas", "matplotlib", "snakemake")
 
 _GIT_TIMEOUT_S = 60
-
-
-def config_hash(cfg: Mapping) -> str:
-    """Short, key-order independent fingerprint of a config.
-
-    Lets results from identical configurations be grouped (and different
-    ones told apart) without comparing whole configs.
-    """
-    canonical = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def _safe(fn: Callable[[], Any]) -> Any:

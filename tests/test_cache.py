@@ -241,3 +241,23 @@ def test_evict_fadvise_syncs_and_retries_once_if_pages_remain(tmp_path, monkeypa
     monkeypatch.setattr(cache, "resident_fraction", lambda paths: 0.0)
     cache.evict_fadvise([f])
     assert calls == ["fadvise"]
+
+
+def test_evict_cold_proves_residency_and_names_method(cold_dir):
+    d = cold_dir / "store"
+    d.mkdir()
+    files = [write_file(d / f"{i}.bin", 1 << 20) for i in range(3)]
+    warm(*files)
+    assert cache.resident_fraction(cache.store_files(d)) > 0.9
+    method, fraction = cache.evict_cold(d, "fadvise")
+    assert method == "fadvise" and fraction <= 0.05
+    assert cache.resident_fraction(cache.store_files(d)) <= 0.05
+
+
+def test_evict_cold_refuses_a_warm_store(tmp_path, monkeypatch):
+    f = write_file(tmp_path / "x.bin", 1 << 20)
+    warm(f)
+    monkeypatch.setattr(cache, "_fadvise_dontneed", lambda paths: None)  # eviction "fails"
+    monkeypatch.setattr(cache, "can_drop_caches", lambda: False)
+    with pytest.raises(cache.ColdCacheError, match="resident"):
+        cache.evict_cold(tmp_path, "auto")

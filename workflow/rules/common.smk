@@ -9,8 +9,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 from imgbench import stores  # noqa: E402
-from imgbench.config import normalize  # noqa: E402
-from imgbench.provenance import config_hash  # noqa: E402
+from imgbench.config import config_hash, normalize  # noqa: E402
 
 # --config values arrive as strings ("cutoffs=[10,100]" -> ["10", "100"]): fix types first.
 config.update(normalize(config))
