@@ -99,7 +99,8 @@ def _single(df: pd.DataFrame) -> plt.Figure:
     df = df.copy()
     df["what"] = df["operation"] + " " + df["cache"].where(df["cache"] != "none", "")
     piv = df.pivot_table(index=["format", "mode"], columns="what", values="median_s") * 1e3
-    piv.plot.bar(ax=ax)
+    piv.index = [f"{fmt}\n{mode}" for fmt, mode in piv.index]
+    piv.plot.bar(ax=ax, rot=0)
     ax.set_ylabel("ms per image (median)")
     ax.set_title("one image: store and read")
     ax.grid(True, axis="y", alpha=0.3)
