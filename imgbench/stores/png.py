@@ -9,13 +9,15 @@ threads, decoding straight into one shared output buffer; labels as a raw ``.npy
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import mmap
 import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from imgbench.stores.base import Store
 
@@ -66,10 +68,14 @@ _SHARED: dict = {}
 
 
 def _decode_range(bounds: tuple[int, int]) -> None:
-    path, out = _SHARED["path"], _SHARED["out"]
+    # The PNG plugin directly (no format sniffing) and raw bytes into the shared buffer:
+    # ~115 us per CIFAR image here against ~175-240 us for np.array(Image.open(p)).
+    path, out = str(_SHARED["path"]), _SHARED["out"]
+    shape = out.shape[1:]
     for i in range(*bounds):
-        with Image.open(path / f"{i}.png") as im:
-            out[i] = np.asarray(im)
+        with PngImagePlugin.PngImageFile(f"{path}/{i}.png") as im:
+            im.load()
+            out[i] = np.frombuffer(im.tobytes(), dtype=np.uint8).reshape(shape)
 
 
 def _encode_range(bounds: tuple[int, int]) -> None:
@@ -87,6 +93,23 @@ class TunedPng(ArticlePng):
 
     def _save_kwargs(self) -> dict:
         return {"compress_level": int(self.options["png_compress_level"])}
+
+    def _write_range(self, path: Path, images: np.ndarray, start: int, stop: int) -> None:
+        # Encode in memory, then one open/write/close: skips Pillow's file handling.
+        kwargs = {"format": "PNG", **self._save_kwargs()}
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        for i in range(start, stop):
+            buf = io.BytesIO()
+            Image.fromarray(images[i]).save(buf, **kwargs)
+            fd = os.open(path / f"{i}.png", flags, 0o644)
+            try:
+                view = buf.getbuffer()
+                while view:  # a short write (disk nearly full) must not truncate silently
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            if i % PROGRESS_EVERY == 0 and i:
+                log.info("%s: %d of %d PNG files written", path.name, i, len(images))
 
     def _write_labels(self, path: Path, labels: np.ndarray) -> None:
         np.save(path / "labels.npy", np.asarray(labels, dtype=np.uint8))
