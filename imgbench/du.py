@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-MARKERS = (".snakemake_timestamp",)
+from imgbench.cache import SNAKEMAKE_MARKER, store_files
 
 
 def parse_du(output: str) -> int:
@@ -18,9 +18,11 @@ def parse_du(output: str) -> int:
 
 
 def _du(path: Path, *flags: str) -> int:
-    excludes = [f"--exclude={m}" for m in MARKERS]
     out = subprocess.run(
-        ["du", "-s", *flags, *excludes, str(path)], check=True, capture_output=True, text=True
+        ["du", "-s", *flags, f"--exclude={SNAKEMAKE_MARKER}", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return parse_du(out)
 
@@ -28,9 +30,8 @@ def _du(path: Path, *flags: str) -> int:
 def disk_use(path: Path) -> dict[str, int]:
     """Measure one store, not counting Snakemake's marker files."""
     path = Path(path)
-    files = [p for p in path.rglob("*") if p.is_file() and p.name not in MARKERS]
     return {
         "kib_allocated": _du(path, "-k"),
         "apparent_bytes": _du(path, "-b"),
-        "files": len(files) if path.is_dir() else 1,
+        "files": len(store_files(path)),
     }

@@ -81,6 +81,13 @@ def _disk_full_is_clear(store_out: Path, fmt: str) -> Iterator[None]:
         raise
 
 
+def _save(res: Result, result_out: Path) -> dict[str, Any]:
+    """Stamp the end time, write the result JSON atomically, return it."""
+    out = res.finish()
+    write_json(result_out, out)
+    return out
+
+
 def unpickle(archive: Path, images_out: Path, labels_out: Path) -> None:
     """Safely read the five training batches into two .npy files."""
     images, labels = read_cifar_archive(Path(archive))
@@ -151,9 +158,7 @@ def build_store(
             )
     res.extra["fsync_s"] = fsync_s
     res.extra["options"] = dict(store.options)
-    out = res.finish()
-    write_json(result_out, out)
-    return out
+    return _save(res, result_out)
 
 
 def read_many(
@@ -187,12 +192,11 @@ def read_many(
     )
     src_images, src_labels = load_source(images, labels, n)
     store = get_store(fmt, mode, options, workers)
-    methods: set[str] = set()
     files = cache.store_files(store_path)  # listed once: 100k PNG files take a second
 
     def before(timed: bool) -> None:
         if timed:
-            _prepare_cache(store_path, cache_state, evict_method, res, methods, files)
+            _prepare_cache(store_path, cache_state, evict_method, res, files)
 
     def after(got: tuple[np.ndarray, np.ndarray], timed: bool) -> None:
         verify_chunked(f"{store_path} ({mode} {fmt})", got, src_images, src_labels)
@@ -201,10 +205,7 @@ def read_many(
         lambda: store.read_many(store_path), repeats, warmup, before, after, res.warmup_samples
     )
     res.verified = True
-    res.evict_method = ",".join(sorted(methods)) or None
-    out = res.finish()
-    write_json(result_out, out)
-    return out
+    return _save(res, result_out)
 
 
 def sample_ids(n_images: int, k: int, seed: int = 0) -> list[int]:
@@ -248,9 +249,7 @@ def write_one(
         fsync_tree(tmp)
         res.extra["single_store_disk"] = disk_use(tmp / f"{ids[0]:08}")
     res.extra["ids"] = ids
-    out = res.finish()
-    write_json(result_out, out)
-    return out
+    return _save(res, result_out)
 
 
 def _check_one(
@@ -271,13 +270,13 @@ def _prepare_cache(
     cache_state: str,
     method: str,
     res: Result,
-    methods: set[str],
     files: list[Path] | None = None,
 ) -> None:
     """Before a timed read: evict and prove it cold, or record how warm it is."""
     if cache_state == "cold":
         used, fraction = cache.evict_cold(path, method, COLD_LIMIT, files)
-        methods.add(used)
+        seen = set(filter(None, (res.evict_method or "").split(","))) | {used}
+        res.evict_method = ",".join(sorted(seen))
         res.resident_fraction.append(fraction)
     else:
         res.resident_fraction.append(cache.resident_fraction(files or cache.store_files(path)))
@@ -315,22 +314,18 @@ def read_one(
     ids = sorted(int(p.name) for p in stores_dir.iterdir() if p.is_dir() and p.name.isdigit())
     if not ids:
         raise StoreError(f"{stores_dir}: no single-image stores; rerun the write_one step")
-    methods: set[str] = set()
     for r in range(warmup + repeats):
         timed = r >= warmup
         for i in ids:
             d = stores_dir / f"{i:08}"
             if timed:
-                _prepare_cache(d, cache_state, evict_method, res, methods)
+                _prepare_cache(d, cache_state, evict_method, res)
             check = partial(_check_one, f"{d} ({mode} {fmt})", src_images[i], src_labels[i])
             [dt] = measure(partial(store.read_one, d), 1, after=check)
             (res.samples if timed else res.warmup_samples).append(dt)
     res.verified = True
-    res.evict_method = ",".join(sorted(methods)) or None
     res.extra["ids"] = ids
-    out = res.finish()
-    write_json(result_out, out)
-    return out
+    return _save(res, result_out)
 
 
 def du(store: Path, result_out: Path, fmt: str, mode: str, n: int) -> dict[str, Any]:

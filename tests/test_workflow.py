@@ -102,32 +102,28 @@ def test_unknown_format_names_the_allowed_ones(tmp_path: Path) -> None:
 def tiny_run(tmp_path_factory) -> Path:
     """One tiny end-to-end run (--cores 2), shared by the tests below."""
     work = tmp_path_factory.mktemp("tiny")
-    archive = make_archive(work / "cifar.tar.gz", per_batch=40)
-    smk(
-        "--cores",
-        "2",
-        "--configfile",
-        str(TINY),
-        "--config",
-        f"cifar_url={archive}",
-        "-d",
-        str(work),
-    )
+    make_archive(work / "cifar.tar.gz", per_batch=40)
+    smk(*tiny_args(work))
     return work
 
 
-def _again(work: Path, *extra: str) -> subprocess.CompletedProcess:
-    return smk(
+def tiny_args(work: Path, *config: str) -> list[str]:
+    """snakemake arguments for the tiny config on work/cifar.tar.gz, with extra config."""
+    return [
         "--cores",
         "2",
         "--configfile",
         str(TINY),
         "--config",
         f"cifar_url={work / 'cifar.tar.gz'}",
-        *extra,
+        *config,
         "-d",
         str(work),
-    )
+    ]
+
+
+def _again(work: Path, *extra: str) -> subprocess.CompletedProcess:
+    return smk(*tiny_args(work, *extra))
 
 
 def test_tiny_run_produces_every_table_and_figure(tiny_run: Path) -> None:
@@ -223,23 +219,16 @@ def test_kill_9_mid_build_then_rerun_rebuilds(tmp_path: Path) -> None:
     import signal
     import time
 
-    archive = make_archive(tmp_path / "a.tar.gz", per_batch=400)
-    args = [
-        "--cores",
-        "2",
-        "--configfile",
-        str(TINY),
-        "--config",
-        f"cifar_url={archive}",
+    make_archive(tmp_path / "cifar.tar.gz", per_batch=400)
+    args = tiny_args(
+        tmp_path,
         "n_images=4000",
         "cutoffs=[4000]",
         "formats=[png]",
         "modes=[article]",
         "repeats=1",
         "warmup=0",
-        "-d",
-        str(tmp_path),
-    ]
+    )
     proc = subprocess.Popen(
         [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), *args],
         cwd=REPO,
