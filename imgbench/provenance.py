@@ -5,6 +5,11 @@ Storage benchmarks depend on much more than the code: library builds
 memory. ``collect`` gathers all of it into one JSON-able dict whose shape is
 stable (unknown values are ``None``, never missing keys), so records from
 different machines can be diffed and loaded into one table.
+
+Mounts, memory and CPU counts come from psutil rather than hand-parsed
+``/proc`` files: it is well kept, portable, and already handles the corner
+cases (octal escapes such as ``\\040`` in mount points, kB units, affinity
+masks) that a hand-written parser has to get right on its own.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from imgbench.atomic import atomic_path
 from imgbench.config import config_hash
@@ -114,103 +121,63 @@ def _os_info() -> dict[str, str | None]:
 
 
 def _cpu_model() -> str | None:
-    text = _read_text("/proc/cpuinfo")
-    if text:
-        for line in text.splitlines():
-            key, sep, value = line.partition(":")
-            if sep and key.strip() == "model name" and value.strip():
-                return value.strip()
+    # psutil does not report the model name
+    for line in (_read_text("/proc/cpuinfo") or "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "model name" and value.strip():
+            return value.strip()
     return platform.processor() or None
+
+
+def _affinity_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return len(psutil.Process().cpu_affinity())
 
 
 def _cpu_info() -> dict[str, Any]:
     return {
-        "model": _cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "affinity_cores": _safe(lambda: len(os.sched_getaffinity(0))),
+        "model": _safe(_cpu_model),
+        "logical_cores": _safe(psutil.cpu_count),
+        "affinity_cores": _safe(_affinity_cores),
     }
 
 
 def _memory_info() -> dict[str, int | None]:
-    total = None
-    text = _read_text("/proc/meminfo")
-    if text:
-        for line in text.splitlines():
-            if line.startswith("MemTotal:"):
-                parts = line.split()
-                total = int(parts[1]) * (1024 if parts[-1] == "kB" else 1)
-                break
-    return {"total_bytes": total}
+    return {"total_bytes": _safe(lambda: psutil.virtual_memory().total)}
 
 
-def _unescape_mount_field(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo octal
-    out, i = [], 0
-    while i < len(field):
-        octal = field[i + 1 : i + 4]
-        if field[i] == "\\" and len(octal) == 3 and all(c in "01234567" for c in octal):
-            out.append(chr(int(octal, 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def _merge_options(*option_strings: str) -> str:
-    seen: dict[str, None] = {}
-    for options in option_strings:
-        for opt in options.split(","):
-            if opt:
-                seen.setdefault(opt, None)
-    return ",".join(seen)
-
-
-def _find_mount(path: str, mountinfo: str) -> dict[str, str] | None:
-    """Mount holding ``path`` (resolved): longest mount-point prefix wins,
-    and among mounts stacked on the same point the last listed (the top one)."""
+def _find_mount(path: str) -> dict[str, str] | None:
+    """Mount holding ``path`` (resolved): longest mount-point prefix wins, and
+    among mounts stacked on the same point the last listed (the visible one)."""
     best, best_len = None, -1
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        # id parent major:minor root mount_point options [optional...] - fstype source super
-        if len(fields) < 9 or "-" not in fields[6:]:
-            continue
-        sep = fields.index("-", 6)
-        if len(fields) < sep + 3:
-            continue
-        mount_point = _unescape_mount_field(fields[4])
-        prefix = mount_point.rstrip("/") + "/"
-        if not (path == mount_point or path.startswith(prefix)):
+    for part in psutil.disk_partitions(all=True):
+        mount_point = part.mountpoint
+        if path != mount_point and not path.startswith(mount_point.rstrip("/") + "/"):
             continue
         if len(mount_point) >= best_len:
-            best_len = len(mount_point)
-            best = {
-                "mount_point": mount_point,
-                "fstype": fields[sep + 1],
-                "source": _unescape_mount_field(fields[sep + 2]),
-                "options": _merge_options(
-                    fields[5], fields[sep + 3] if len(fields) > sep + 3 else ""
-                ),
-            }
-    return best
+            best, best_len = part, len(mount_point)
+    if best is None:
+        return None
+    return {
+        "mount_point": best.mountpoint,
+        "fstype": best.fstype,
+        "source": best.device,
+        "options": best.opts,
+    }
 
 
 def _filesystem_info(results_dir: Path) -> dict[str, str | None]:
-    info: dict[str, str | None] = {
-        "path": None,
-        "mount_point": None,
-        "fstype": None,
-        "source": None,
-        "options": None,
-    }
+    info: dict[str, str | None] = dict.fromkeys(
+        ("path", "mount_point", "fstype", "source", "options")
+    )
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
         resolved = str(results_dir.resolve())
     except OSError:
         return info
     info["path"] = resolved
-    mountinfo = _read_text("/proc/self/mountinfo")
-    mount = _find_mount(resolved, mountinfo) if mountinfo else None
+    mount = _safe(lambda: _find_mount(resolved))
     if mount:
         info.update(mount)
     return info
@@ -239,11 +206,15 @@ def _git_info(repo_dir: Path) -> dict[str, Any]:
     }
 
 
-def collect(config: Mapping, results_dir: Path, repo_dir: Path) -> dict:
+def collect(
+    config: Mapping, results_dir: Path, repo_dir: Path, device: Mapping | None = None
+) -> dict:
     """Gather the environment a benchmark ran in; every key always present.
 
     ``results_dir`` is created if missing so its file system can be recorded
-    before any store is written there.
+    before any store is written there. ``device`` is an optional measurement
+    of that file system's limits (``imgbench.device.probe``), stored as given
+    under ``"device"`` (``None`` when not measured).
     """
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -258,6 +229,7 @@ def collect(config: Mapping, results_dir: Path, repo_dir: Path) -> dict:
         "cpu": _cpu_info(),
         "memory": _memory_info(),
         "filesystem": _filesystem_info(Path(results_dir)),
+        "device": dict(device) if device is not None else None,
         "git": _git_info(Path(repo_dir)),
         "hostname": _safe(socket.gethostname),
         "config": config,
@@ -277,3 +249,11 @@ def write(path: Path, data: dict) -> None:
     """Write JSON atomically, so a crashed job never leaves a half-written record."""
     with atomic_path(Path(path)) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def record(
+    provenance: Path, config: Mapping, results_dir: Path, repo_dir: Path, device: Path
+) -> None:
+    """The provenance rule: the environment, plus the device limits the probe measured."""
+    probe = json.loads(Path(device).read_text())
+    write(provenance, collect(config, results_dir, repo_dir, device=probe))

@@ -3,11 +3,13 @@ import os
 import re
 import shutil
 import subprocess
+from collections import namedtuple
 from pathlib import Path
 
 import h5py
 import lmdb
 import numpy as np
+import psutil
 import pytest
 
 from imgbench import provenance
@@ -21,6 +23,7 @@ TOP_KEYS = {
     "cpu",
     "memory",
     "filesystem",
+    "device",
     "git",
     "hostname",
     "config",
@@ -92,7 +95,10 @@ def test_collect_has_stable_shape(tmp_path, no_repo):
     assert data["config"] == CONFIG
     assert data["config_hash"] == provenance.config_hash(CONFIG)
     assert data["created"].endswith("+00:00")
-    assert data["cpu"]["logical_cores"] == os.cpu_count()
+    assert data["cpu"]["logical_cores"] == psutil.cpu_count() == os.cpu_count()
+    assert data["cpu"]["affinity_cores"] == len(os.sched_getaffinity(0))
+    assert data["memory"]["total_bytes"] == psutil.virtual_memory().total > 0
+    assert data["device"] is None
     # the record must be JSON-serialisable as is
     json.dumps(data)
 
@@ -126,32 +132,90 @@ def test_collect_filesystem_creates_results_dir(tmp_path, no_repo):
     assert "rw" in fs["options"].split(",") or "ro" in fs["options"].split(",")
 
 
-def test_find_mount_longest_prefix_stacking_and_escapes():
-    mountinfo = "\n".join(
-        [
-            "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard",
-            "30 27 0:40 / /data rw,noatime shared:5 - xfs /dev/sdb1 rw,attr2",
-            "31 27 0:41 / /data/my\\040dir rw - nfs4 srv:/export rw,vers=4.2",
-            "32 27 0:42 / /database rw - tmpfs tmpfs rw,size=1k",
-            "33 30 0:43 / /data rw,nosuid - btrfs /dev/sdc rw,ssd",
-            "garbage line",
-        ]
-    )
+Part = namedtuple("Part", "device mountpoint fstype opts")
+
+FAKE_PARTITIONS = [
+    Part("/dev/vda", "/", "ext4", "rw,relatime,discard"),
+    Part("/dev/sdb1", "/data", "xfs", "rw,noatime,attr2"),
+    Part("srv:/export", "/data/my dir", "nfs4", "rw,vers=4.2"),  # psutil unescapes \040
+    Part("tmpfs", "/database", "tmpfs", "rw,size=1k"),
+    Part("/dev/sdc", "/data", "btrfs", "rw,nosuid,ssd"),  # stacked on /data after xfs
+]
+
+
+@pytest.fixture
+def fake_partitions(monkeypatch):
+    calls = []
+
+    def disk_partitions(all=False):
+        calls.append(all)
+        return list(FAKE_PARTITIONS)
+
+    monkeypatch.setattr(psutil, "disk_partitions", disk_partitions)
+    return calls
+
+
+def test_find_mount_longest_prefix_and_stacking(fake_partitions):
     find = provenance._find_mount
 
-    top = find("/data/x/y", mountinfo)
-    assert top == {
+    assert find("/data/x/y") == {
         "mount_point": "/data",
-        "fstype": "btrfs",  # stacked on /data after xfs, so it is the visible one
+        "fstype": "btrfs",  # the last mount stacked on /data is the visible one
         "source": "/dev/sdc",
         "options": "rw,nosuid,ssd",
     }
-    assert find("/data/my dir/f", mountinfo)["fstype"] == "nfs4"
-    assert find("/data/my dir/f", mountinfo)["mount_point"] == "/data/my dir"
-    assert find("/databases", mountinfo)["mount_point"] == "/"
-    assert find("/database", mountinfo)["fstype"] == "tmpfs"
-    assert find("/", mountinfo)["options"] == "rw,relatime,discard"
-    assert find("/x", "") is None
+    assert find("/data")["fstype"] == "btrfs"
+    assert find("/data/my dir/f")["mount_point"] == "/data/my dir"
+    assert find("/data/my dir/f")["fstype"] == "nfs4"
+    assert find("/data/my dirt")["fstype"] == "btrfs"  # a prefix only counts at a "/"
+    assert find("/databases")["mount_point"] == "/"
+    assert find("/database")["fstype"] == "tmpfs"
+    assert find("/")["options"] == "rw,relatime,discard"
+    # all=True: pseudo and network file systems (tmpfs, nfs) must not be filtered out
+    assert fake_partitions and all(fake_partitions)
+
+
+def test_filesystem_info_uses_psutil_and_survives_failures(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    monkeypatch.setattr(
+        psutil, "disk_partitions", lambda all=False: [Part("src", "/", "fakefs", "ro")]
+    )
+    fs = provenance._filesystem_info(results)
+    assert fs == {
+        "path": str(results.resolve()),
+        "mount_point": "/",
+        "fstype": "fakefs",
+        "source": "src",
+        "options": "ro",
+    }
+
+    monkeypatch.setattr(psutil, "disk_partitions", lambda all=False: [])
+    assert provenance._filesystem_info(results)["fstype"] is None
+
+    def boom(all=False):
+        raise OSError("no /proc")
+
+    monkeypatch.setattr(psutil, "disk_partitions", boom)
+    fs = provenance._filesystem_info(results)
+    assert fs["path"] == str(results.resolve())
+    assert fs["mount_point"] is fs["fstype"] is fs["source"] is fs["options"] is None
+
+
+def test_filesystem_of_tmp_path_on_this_machine(tmp_path):
+    fs = provenance._filesystem_info(tmp_path)
+    assert fs["fstype"]
+    assert fs["path"] == str(tmp_path.resolve())
+    # the mount point found is the file system tmp_path is really on
+    assert os.path.ismount(fs["mount_point"])
+    assert os.stat(fs["mount_point"]).st_dev == os.stat(tmp_path).st_dev
+
+
+def test_collect_stores_device_measurement(tmp_path, no_repo):
+    device = {"method": "python-odirect", "seq_read_mb_s": 512.5, "odirect": True}
+    data = provenance.collect(CONFIG, tmp_path / "results", no_repo, device=device)
+    assert data["device"] == device
+    assert set(data) == TOP_KEYS
+    json.dumps(data)
 
 
 def test_git_commit_and_dirty_for_repo(tmp_path, git_repo):
