@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import http.server
+import logging
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
+import pooch
 import pytest
 
-from imgbench import download
 from imgbench.download import fetch, md5sum
 from imgbench.errors import DownloadError
 
@@ -35,7 +37,7 @@ def test_md5_none_skips_check(tmp_path: Path, src: Path) -> None:
 
 
 def test_missing_local_file(tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match="local archive not found"):
+    with pytest.raises(DownloadError, match="local archive not found; set cifar_url"):
         fetch(str(tmp_path / "nope.tar.gz"), tmp_path / "out", None)
     assert not (tmp_path / "out").exists()
 
@@ -62,7 +64,9 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     httpd = http.server.HTTPServer(("127.0.0.1", 0), _Flaky)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield httpd
@@ -71,22 +75,62 @@ def server():
         httpd.server_close()
 
 
-def test_http_retries_then_succeeds(tmp_path: Path, server, monkeypatch) -> None:
-    monkeypatch.setattr(download.time, "sleep", lambda s: None)
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    """pooch waits 1 s, 2 s, ... between attempts: record the waits instead of sleeping."""
+    waits: list[float] = []
+    monkeypatch.setattr(pooch.core, "time", SimpleNamespace(sleep=waits.append))
+    return waits
+
+
+def _url(server) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}/cifar.tar.gz"
+
+
+def test_http_retries_then_succeeds(tmp_path: Path, server, sleeps, caplog) -> None:
     _Flaky.failures_left, _Flaky.requests = 2, 0
-    url = f"http://127.0.0.1:{server.server_address[1]}/cifar.tar.gz"
-    fetch(url, tmp_path / "out", md5sum_of_payload())
+    stale = tmp_path / ".out.tmp-999999.abc123"  # pooch scratch dir of a killed run
+    (stale / "sub").mkdir(parents=True)
+    plog_handlers = pooch.get_logger().handlers[:]
+    with caplog.at_level(logging.INFO, logger="imgbench"):
+        fetch(_url(server), tmp_path / "out", md5sum_of_payload())
     assert _Flaky.requests == 3
+    assert sleeps == [1, 2]
     assert (tmp_path / "out").read_bytes() == PAYLOAD
+    assert list(tmp_path.iterdir()) == [tmp_path / "out"], "a scratch dir was left behind"
+    # pooch's own log lines land in ours (the rule's log file), and its logger is restored
+    assert any("pooch: Downloading file" in r.getMessage() for r in caplog.records)
+    assert any("md5 ok" in r.getMessage() for r in caplog.records)
+    assert pooch.get_logger().handlers == plog_handlers
 
 
-def test_http_gives_up_after_retries(tmp_path: Path, server, monkeypatch) -> None:
-    monkeypatch.setattr(download.time, "sleep", lambda s: None)
+def test_http_gives_up_after_retries(tmp_path: Path, server, sleeps) -> None:
     _Flaky.failures_left, _Flaky.requests = 10, 0
-    url = f"http://127.0.0.1:{server.server_address[1]}/cifar.tar.gz"
-    with pytest.raises(DownloadError, match="failed after 3 attempts"):
+    url = _url(server)
+    with pytest.raises(DownloadError, match="failed after 3 attempts") as info:
         fetch(url, tmp_path / "out", None, retries=3)
+    msg = str(info.value)
+    assert "\n" not in msg and url in msg and "503" in msg
+    assert "check the network or set cifar_url to a local copy" in msg
     assert _Flaky.requests == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_md5_mismatch_leaves_nothing(tmp_path: Path, server, sleeps) -> None:
+    _Flaky.failures_left, _Flaky.requests = 0, 0
+    url = _url(server)
+    with pytest.raises(DownloadError) as info:
+        fetch(url, tmp_path / "out", "0" * 32, retries=2)
+    msg = str(info.value)
+    assert "\n" not in msg and url in msg and md5sum_of_payload() in msg
+    assert "fix cifar_url, or set cifar_md5 to the right value (null skips the check)" in msg
+    assert _Flaky.requests == 2  # pooch retries a mismatch too (documented in the module)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unsupported_scheme(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="unsupported URL scheme 'gopher'.*set cifar_url"):
+        fetch("gopher://example.invalid/cifar.tar.gz", tmp_path / "out", None)
     assert list(tmp_path.iterdir()) == []
 
 
