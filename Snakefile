@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
+    data="[a-z0-9_-]+",
     mode="article|tuned",
     fmt="[a-z0-9_]+",
     n=r"\d+",

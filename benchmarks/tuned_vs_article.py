@@ -21,11 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from imgbench.atomic import fsync_tree  # noqa: E402
-from imgbench.steps import verify_chunked  # noqa: E402
-from imgbench.stores import get_store, modes  # noqa: E402
+from imgbench.atomic import fsync_tree
+from imgbench.stores import get_store, modes
+from imgbench.verify import against_source
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:  # noqa: ANN001
@@ -71,7 +69,7 @@ def main() -> int:
                 t_write = time.perf_counter() - t0
                 fsync_tree(d)
                 t_read, got = timed(lambda s=store, d=d: s.read_many(d), args.repeats)
-                verify_chunked(f"{mode} {fmt}", got, images, labels)
+                against_source(f"{mode} {fmt}", got, images, labels)
                 del got
                 rows[(fmt, mode)] = (t_write, t_read)
                 shutil.rmtree(d)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +11,26 @@ import pandas as pd
 
 from imgbench import article
 from imgbench.atomic import atomic_path
+from imgbench.timing import summarize
 
-KEYS = ["format", "mode", "operation", "cache", "n_images"]
+KEYS = ["data", "format", "mode", "operation", "cache", "n_images"]
+#: Repeats whose (max - min) / median exceed this are flagged (MLPerf Storage: "within 5 %").
+SPREAD_LIMIT = 0.05
 
 
 def _load(paths: Iterable[Path]) -> list[dict]:
-    return [json.loads(Path(p).read_text()) for p in paths]
+    """Load result JSONs; a write's call-returned times become their own measurement."""
+    out = []
+    for p in paths:
+        r = json.loads(Path(p).read_text())
+        r.setdefault("data", "cifar32")
+        out.append(r)
+        if r.get("returned_samples"):
+            returned = {**r, "samples": r["returned_samples"], "returned_samples": []}
+            returned["operation"] = f"{r['operation']}_returned"
+            returned["stats"] = summarize(r["returned_samples"])
+            out.append(returned)
+    return out
 
 
 def samples_table(results: list[dict]) -> pd.DataFrame:
@@ -47,10 +61,14 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
                 **{
                     k: st[k] for k in ("median_s", "min_s", "max_s", "iqr_s", "mean_s", "n_samples")
                 },
+                "spread": (st["max_s"] - st["min_s"]) / st["median_s"] if st["median_s"] else 0,
                 "us_per_image": st["median_s"] / r["n_images"] * 1e6,
                 "images_per_s": r["n_images"] / st["median_s"] if st["median_s"] > 0 else np.nan,
                 "resident_max": max(res) if res else np.nan,
                 "evict_method": r.get("evict_method"),
+                "cache_scope": r.get("cache_scope"),
+                "library_sync": r.get("extra", {}).get("library_sync"),
+                "startup_s": r.get("startup_s"),
                 "threads": r["threads"],
                 "repeats": r["repeats"],
                 "warmup": r["warmup"],
@@ -62,15 +80,20 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
             }
         )
     df = pd.DataFrame(rows)
+    if len(df):
+        df.insert(df.columns.get_loc("spread") + 1, "spread_flag", df["spread"] > SPREAD_LIMIT)
     return df.sort_values(KEYS).reset_index(drop=True) if len(df) else df
 
 
 def disk_table(results: list[dict]) -> pd.DataFrame:
     """Disk use per store, with bytes per image against the raw 3,072 bytes."""
     df = pd.DataFrame(results)
+    if "data" not in df:
+        df["data"] = "cifar32"
     df["bytes_per_image"] = df["apparent_bytes"] / df["n_images"]
     df["kib_per_image"] = df["kib_allocated"] / df["n_images"]
     cols = [
+        "data",
         "format",
         "mode",
         "n_images",
@@ -80,33 +103,40 @@ def disk_table(results: list[dict]) -> pd.DataFrame:
         "bytes_per_image",
         "kib_per_image",
     ]
-    return df[cols].sort_values(["format", "mode", "n_images"]).reset_index(drop=True)
+    return df[cols].sort_values(["data", "format", "mode", "n_images"]).reset_index(drop=True)
 
 
 def article_table(summary: pd.DataFrame, disk: pd.DataFrame) -> pd.DataFrame:
-    """Our article-mode medians next to the article's published numbers, per cutoff."""
+    """Our article-mode medians next to the article's published numbers, per cutoff.
+
+    Writes are timed as the article timed them: until the call returned (no flush).
+    """
     rows = []
+    ops = (("write_many", "write_many_returned", "none"), ("read_many", "read_many", "warm"))
     for fmt, published in article.STORE_MANY_S.items():
         for i, n in enumerate(article.CUTOFFS):
             row: dict = {"format": fmt, "n_images": n}
-            for op, pub in (("write_many", published), ("read_many", article.READ_MANY_S[fmt])):
+            found = False
+            for name, op, cache in ops:
+                pub = published if name == "write_many" else article.READ_MANY_S[fmt]
                 sel = summary[
                     (summary["format"] == fmt)
                     & (summary["mode"] == "article")
                     & (summary["operation"] == op)
                     & (summary["n_images"] == n)
-                    & (summary["cache"].isin(["none", "warm"]))
+                    & (summary["cache"] == cache)
                 ]
+                found |= bool(len(sel))
                 ours = float(sel["median_s"].iloc[0]) if len(sel) else np.nan
-                row[f"{op}_s_ours"] = ours
-                row[f"{op}_s_article"] = pub[i]
-                row[f"{op}_ratio"] = ours / pub[i] if ours == ours else np.nan
+                row[f"{name}_s_ours"] = ours
+                row[f"{name}_s_article"] = pub[i]
+                row[f"{name}_ratio"] = ours / pub[i] if ours == ours else np.nan
             d = disk[
                 (disk["format"] == fmt) & (disk["mode"] == "article") & (disk["n_images"] == n)
             ]
             row["disk_kib_ours"] = int(d["kib_allocated"].iloc[0]) if len(d) else np.nan
             row["disk_kb_article"] = article.DISK_KB[fmt][i]
-            if len(sel) or len(d):
+            if found or len(d):
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -180,11 +210,11 @@ def markdown_summary(summary: pd.DataFrame, disk: pd.DataFrame, art: pd.DataFram
     return "\n".join(out)
 
 
-def write_tables(timings: list[Path], disk: list[Path], outputs: Mapping[str, Path]) -> None:
-    """Write samples, summary, disk, article comparison (CSV) and the markdown summary."""
+def write_tables(timings: list[Path], du: list[Path], **outputs: Path) -> None:
+    """The tables rule: samples, summary, disk, article comparison (CSV), markdown summary."""
     results = _load(timings)
     summary = summary_table(results)
-    dsk = disk_table(_load(disk))
+    dsk = disk_table(_load(du))
     art = article_table(summary, dsk)
     frames = {"samples": samples_table(results), "summary": summary, "disk": dsk, "article": art}
     for name, df in frames.items():

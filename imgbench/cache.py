@@ -20,25 +20,31 @@ import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from imgbench.errors import BenchError
+
 __all__ = [
+    "COLD_LIMIT",
     "ColdCacheError",
-    "METHODS",
     "can_drop_caches",
     "drop_caches",
-    "ensure_cold",
     "evict",
-    "evict_fadvise",
+    "make_resident",
     "resident_fraction",
     "store_files",
 ]
 
-METHODS = ("auto", "fadvise", "drop_caches")
 DROP_CACHES_PATH = Path("/proc/sys/vm/drop_caches")
 SNAKEMAKE_MARKER = ".snakemake_timestamp"
-AUTO_FALLBACK_LIMIT = 0.05
+#: A cold repeat with more of the store resident than this fails the job, and ``auto``
+#: falls back from fadvise to drop_caches above it.
+COLD_LIMIT = 0.05
+#: A warm repeat needs at least this much of the store resident (else it is read in first,
+#: and labelled ``partial`` if it still does not fit in memory).
+WARM_LIMIT = 1.0 - COLD_LIMIT
 
 # mincore is called on windows of this many bytes, so the residency vector
 # (one byte per page) stays small even for stores of hundreds of GiB.
@@ -49,7 +55,18 @@ _MAP_SHARED = 0x01
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
-class ColdCacheError(RuntimeError):
+PAGES, INODES = "1", "2"  # values written to drop_caches
+
+
+class Eviction(NamedTuple):
+    """What a cold read had evicted: how, what stayed resident, and the scope."""
+
+    method: str  # fadvise | drop_caches
+    fraction: float  # resident fraction of the store's pages, measured after eviction
+    scope: str  # data | full (see imgbench.names.ColdScope)
+
+
+class ColdCacheError(BenchError):
     """A store is still (partly) in the page cache when it must be cold."""
 
 
@@ -86,39 +103,26 @@ def _fadvise_dontneed(paths: list[Path]) -> None:
             os.close(fd)
 
 
-def evict_fadvise(paths: Iterable[Path]) -> None:
-    """Ask the kernel to drop these files' clean pages (no root needed).
-
-    DONTNEED only drops clean, unmapped pages. If anything is still resident
-    after one pass (typically dirty pages from a writer that did not fsync),
-    ``os.sync()`` is called once and the pass is repeated once.
-    """
-    paths = list(paths)
-    _fadvise_dontneed(paths)
-    if resident_fraction(paths) > 0.0:
-        os.sync()
-        _fadvise_dontneed(paths)
-
-
 def can_drop_caches() -> bool:
     """True if this process may write ``/proc/sys/vm/drop_caches`` (root)."""
     return os.geteuid() == 0 and os.access(DROP_CACHES_PATH, os.W_OK)
 
 
-def drop_caches() -> None:
-    """Sync, then drop the whole clean page cache (``echo 1``); needs root.
+def drop_caches(what: str = PAGES) -> None:
+    """Sync, then drop clean caches system-wide; needs root.
 
-    This is global: it also slows down every other job on the node, which is
-    why ``evict(method="auto")`` only uses it as a fallback.
+    *what* is :data:`PAGES` (``1``: the page cache) or :data:`INODES` (``2``: reclaimable
+    inodes and dentries, whose pages go with them). Global: it also slows every other job
+    on the node, which is why ``auto`` drops pages only as a fallback.
     """
     if not can_drop_caches():
-        raise RuntimeError(
+        raise ColdCacheError(
             f"cannot drop the page cache: writing {DROP_CACHES_PATH} needs root "
             f"(euid={os.geteuid()}); use cold_cache: fadvise instead"
         )
     os.sync()
     with open(DROP_CACHES_PATH, "w") as fh:
-        fh.write("1")
+        fh.write(what)
 
 
 @functools.cache
@@ -195,39 +199,39 @@ def resident_fraction(paths: Iterable[Path]) -> float:
     return resident / total if total else 0.0
 
 
-def evict(path: Path, method: str = "auto") -> str:
-    """Evict a store (file or directory) from the page cache.
+def make_resident(files: list[Path]) -> float:
+    """Make a store warm for a warm repeat: read in whatever is not resident, then return
+    the resident fraction (below :data:`WARM_LIMIT` only if it does not fit in memory)."""
+    fraction = resident_fraction(files)
+    if fraction < WARM_LIMIT:
+        buf = bytearray(1 << 20)
+        for p in files:
+            with open(p, "rb", buffering=0) as f:
+                while f.readinto(buf):
+                    pass
+        fraction = resident_fraction(files)
+    return fraction
 
-    ``auto`` prefers fadvise, which is targeted and has no side effects on
-    other jobs, and falls back to ``drop_caches`` only if fadvise leaves more
-    than 5 % resident and dropping is permitted. Returns the method used.
+
+def evict(path: Path, method: str = "auto", files: list[Path] | None = None) -> Eviction:
+    """Evict a store (file or directory) from the caches, prove it, and say how far.
+
+    Data first: ``fadvise`` drops the files' clean pages (no root, no effect on other
+    jobs); pages that stay (dirty ones) get one ``sync`` and a second pass; ``drop_caches``
+    drops the whole page cache; ``auto`` uses fadvise and falls back to dropping pages
+    when more than :data:`COLD_LIMIT` stays resident. Residency is then measured with
+    mincore (which opens every file) and more than :data:`COLD_LIMIT` raises
+    :class:`ColdCacheError`. Last, with root (``auto``, ``drop_caches``), the inode and
+    dentry caches are dropped too, so the timed read also pays for lookups and inode
+    reads: scope ``full``. Nothing of the store may be opened after this call returns
+    and before the timed read. Without root the scope is ``data``.
+    *files* (the store's files, listed once by the caller) saves relisting 100k files.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown eviction method {method!r}; expected one of {METHODS}")
-    files = store_files(path)
+    if method not in ("auto", "fadvise", "drop_caches"):
+        raise ValueError(f"unknown eviction method {method!r}; use auto, fadvise or drop_caches")
+    files = files if files is not None else store_files(path)
     if method == "drop_caches":
-        drop_caches()
-        return "drop_caches"
-    evict_fadvise(files)
-    if method == "auto" and resident_fraction(files) > AUTO_FALLBACK_LIMIT and can_drop_caches():
-        drop_caches()
-        return "drop_caches"
-    return "fadvise"
-
-
-def evict_cold(
-    path: Path, method: str = "auto", limit: float = 0.05, files: list[Path] | None = None
-) -> tuple[str, float]:
-    """Evict, then prove it: return (method used, resident fraction) or raise ColdCacheError.
-
-    Same policy as :func:`evict` followed by :func:`ensure_cold`, but lists the files and
-    measures residency once per step instead of repeating them (100k-file stores).
-    """
-    if method not in METHODS:
-        raise ValueError(f"unknown eviction method {method!r}; expected one of {METHODS}")
-    files = files or store_files(path)
-    if method == "drop_caches":
-        drop_caches()
+        drop_caches(PAGES)
     else:
         _fadvise_dontneed(files)
     fraction = resident_fraction(files)
@@ -235,29 +239,17 @@ def evict_cold(
         os.sync()  # dirty pages cannot be dropped: flush, then one more pass
         _fadvise_dontneed(files)
         fraction = resident_fraction(files)
-    if method == "auto" and fraction > AUTO_FALLBACK_LIMIT and can_drop_caches():
-        drop_caches()
-        method, fraction = "drop_caches", resident_fraction(files)
-    if fraction > limit:
+    used = "fadvise" if method == "auto" else method
+    if method == "auto" and fraction > COLD_LIMIT and can_drop_caches():
+        drop_caches(PAGES)
+        used, fraction = "drop_caches", resident_fraction(files)
+    if fraction > COLD_LIMIT:
         raise ColdCacheError(
-            f"store {path} is {fraction:.1%} resident in the page cache "
-            f"(limit {limit:.1%}) after eviction; use cold_cache: drop_caches as root, "
-            "or run on a file system that honours posix_fadvise"
+            f"store {path} is {fraction:.1%} resident in the page cache after eviction "
+            f"(limit {COLD_LIMIT:.0%}); set cold_cache: drop_caches and run as root, or put "
+            "results/ on a file system that honours posix_fadvise (not tmpfs)"
         )
-    return ("fadvise" if method == "auto" else method), fraction
-
-
-def ensure_cold(path: Path, limit: float = 0.05) -> float:
-    """Return the store's resident fraction; raise if it is above ``limit``.
-
-    Called right before a cold read so warm numbers are never reported as
-    cold ones.
-    """
-    fraction = resident_fraction(store_files(path))
-    if fraction > limit:
-        raise ColdCacheError(
-            f"store {path} is {fraction:.1%} resident in the page cache "
-            f"(limit {limit:.1%}) after eviction; use cold_cache: drop_caches as root, "
-            "or run on a file system that honours posix_fadvise"
-        )
-    return fraction
+    if method != "fadvise" and can_drop_caches():
+        drop_caches(INODES)  # last: the residency proof above opened every file
+        return Eviction(used, fraction, "full")
+    return Eviction(used, fraction, "data")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from imgbench.atomic import atomic_path
-from imgbench.errors import DataError
+from imgbench.errors import DataError, StoreError
 from imgbench.safepickle import UnsafePickleError, loads
 
 log = logging.getLogger(__name__)
@@ -126,12 +126,13 @@ def save_arrays(images: np.ndarray, labels: np.ndarray, images_out: Path, labels
                 np.save(f, arr)
 
 
-def repeat_to(images_in: Path, labels_in: Path, n: int, images_out: Path, labels_out: Path) -> None:
+def repeat_to(images_in: Path, labels_in: Path, n_images: int, images: Path, labels: Path) -> None:
     """Repeat the source arrays until they hold *n* images (the article doubles 50k to 100k).
 
     Streams from a memory map into a memory-mapped output, so peak memory stays near one
     chunk instead of several full copies.
     """
+    n, images_out, labels_out = int(n_images), Path(images), Path(labels)
     src = np.load(images_in, mmap_mode="r")
     lab = np.load(labels_in)
     if len(src) == 0:
@@ -149,3 +150,21 @@ def repeat_to(images_in: Path, labels_in: Path, n: int, images_out: Path, labels
     with atomic_path(Path(labels_out)) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, lab[idx])
+
+
+def load_source(images: Path, labels: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Memory-map the repeated data set and return its first *n* images and labels."""
+    imgs = np.load(images, mmap_mode="r")
+    labs = np.load(labels, mmap_mode="r")
+    if n > len(imgs) or len(imgs) != len(labs):
+        raise StoreError(
+            f"{images}: holds {len(imgs)} images and {len(labs)} labels, need {n}; "
+            "rerun the double step (is the cutoff above n_images?)"
+        )
+    return imgs[:n], labs[:n]
+
+
+def unpickle(archive: Path, images: Path, labels: Path) -> None:
+    """Safely read the five training batches into two .npy files (the unpickle rule)."""
+    imgs, labs = read_cifar_archive(Path(archive))
+    save_arrays(imgs, labs, Path(images), Path(labels))

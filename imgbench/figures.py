@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -108,10 +107,8 @@ def _single(df: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def write_figures(
-    summary_csv: Path, disk_csv: Path, outputs: Mapping[str, Path], dpi: int = 120
-) -> None:
-    """Render every figure named in *outputs* (keys below) from the summary tables."""
+def write_figures(summary_csv: Path, disk_csv: Path, dpi: int = 120, **outputs: Path) -> None:
+    """The figures rule: render every figure named in *outputs* (keys below) from the tables."""
     s = pd.read_csv(summary_csv)
     disk = pd.read_csv(disk_csv)
     store = s[s["operation"] == "write_many"]

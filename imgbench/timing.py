@@ -1,14 +1,18 @@
-"""Repeated timing with untimed warmups, and the statistics the tables report."""
+"""Repeated timing with untimed warmups (the one place that splits them), and statistics."""
 
 from __future__ import annotations
 
-import socket
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from imgbench.results import Result
+
+T = TypeVar("T")
 
 
 def summarize(samples: Sequence[float]) -> dict[str, float]:
@@ -27,65 +31,47 @@ def summarize(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
+def process_age() -> float:
+    """Seconds since this process started, on the kernel's boot clock (psutil's create_time
+    derives from a whole-second boot time and was off by ~0.85 s here)."""
+    with open("/proc/self/stat") as f:
+        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
-    fn: Callable[[], Any],
-    repeats: int,
-    warmup: int = 0,
-    before: Callable[[bool], None] | None = None,
-    after: Callable[[Any, bool], None] | None = None,
-    warmups: list[float] | None = None,
-) -> list[float]:
-    """Time ``fn()`` *repeats* times after *warmup* untimed calls.
+    res: Result,
+    fn: Callable[[T], Any],
+    items: Sequence[T] = (None,),  # type: ignore[assignment]
+    before: Callable[[T, bool], None] | None = None,
+    after: Callable[[T, Any, bool], None] | None = None,
+    flush: Callable[[T], None] | None = None,
+) -> None:
+    """Time ``fn(item)`` for every item, in ``res.warmup`` untimed then ``res.repeats``
+    timed rounds; append the durations to ``res.warmup_samples`` / ``res.samples``.
 
-    ``before(timed)`` runs before each call and ``after(result, timed)`` after it, both
-    outside the timed section (eviction, fresh directories, verification). Warmup
-    durations are appended to *warmups* when given (they count as measurement work, not
-    pipeline overhead, in the overhead accounting).
+    ``before(item, timed)`` and ``after(item, result, timed)`` run outside the timed
+    section (eviction, fresh directories, verification). ``flush(item)`` runs inside it,
+    right after ``fn``: writes are timed until durable (the sample) and, separately, until
+    the call returned (``res.returned_samples``). Warmup durations are kept: they count as
+    measurement work, not pipeline overhead, in the overhead accounting.
     """
-    samples: list[float] = []
-    for k in range(warmup + repeats):
-        timed = k >= warmup
-        if before is not None:
-            before(timed)
-        t0 = time.perf_counter()
-        result = fn()
-        dt = time.perf_counter() - t0
-        if after is not None:
-            after(result, timed)
-        del result
-        if timed:
-            samples.append(dt)
-        elif warmups is not None:
-            warmups.append(dt)
-    return samples
-
-
-@dataclass
-class Result:
-    """One timed measurement as written to ``results/timings/**.json``."""
-
-    format: str
-    mode: str
-    operation: str  # write_many | read_many | write_one | read_one
-    cache: str  # warm | cold | none (writes)
-    n_images: int
-    samples: list[float] = field(default_factory=list)
-    warmup_samples: list[float] = field(default_factory=list)
-    repeats: int = 0
-    warmup: int = 0
-    threads: int = 1
-    verified: bool = False
-    resident_fraction: list[float] = field(default_factory=list)
-    evict_method: str | None = None
-    config_hash: str = ""
-    node: str = field(default_factory=socket.gethostname)
-    start: float = field(default_factory=time.time)
-    end: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def finish(self) -> dict[str, Any]:
-        """Stamp the end time and return the JSON-ready dict, statistics included."""
-        self.end = time.time()
-        out = asdict(self)
-        out["stats"] = summarize(self.samples)
-        return out
+    for k in range(res.warmup + res.repeats):
+        timed = k >= res.warmup
+        for item in items:
+            if before is not None:
+                before(item, timed)
+            if res.startup_s is None:
+                res.startup_s = process_age()
+            t0 = time.perf_counter()
+            out = fn(item)
+            dt = time.perf_counter() - t0
+            if flush is not None:
+                flush(item)
+                if timed:
+                    res.returned_samples.append(dt)
+                dt = time.perf_counter() - t0
+            if after is not None:
+                after(item, out, timed)
+            del out
+            (res.samples if timed else res.warmup_samples).append(dt)

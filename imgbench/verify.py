@@ -40,3 +40,19 @@ def check(
             f"{what}: {bad.size} images differ from the source pixels (first at index "
             f"{offset + bad[0]}); the store is corrupt or stale: delete it and rerun"
         )
+
+
+#: Images compared per step, so verifying 100k images needs no second full copy.
+CHUNK = 8192
+
+
+def against_source(
+    what: str, got: tuple[np.ndarray, np.ndarray], src_images: np.ndarray, src_labels: np.ndarray
+) -> None:
+    """Exact comparison of a whole read with the source, in chunks; raises on a difference."""
+    images, labels = got
+    if images.shape != src_images.shape or labels.shape != src_labels.shape:
+        check(what, images, labels, src_images, src_labels)  # raises: says which shape
+    for s in range(0, len(images), CHUNK):
+        e = s + CHUNK
+        check(what, images[s:e], labels[s:e], src_images[s:e], src_labels[s:e], s)

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgbench.job import Job
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,3 +27,15 @@ def source(tmp_path: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
     np.save(ip, images)
     np.save(lp, labels)
     return ip, lp, images, labels
+
+
+def make_job(tmp_path: Path, src: tuple, fmt: str, mode: str, n: int, **kw) -> Job:
+    """A Job for the experiments on a test source (images.npy, labels.npy)."""
+    defaults = {
+        "store": tmp_path / "store",
+        "result": tmp_path / f"{kw.get('cache', 'none')}.json",
+        "repeats": 1,
+        "warmup": 0,
+        "config_hash": "h",
+    }
+    return Job(fmt=fmt, mode=mode, n=n, images=src[0], labels=src[1], **{**defaults, **kw})

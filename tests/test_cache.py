@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from imgbench import cache
+from imgbench.errors import BenchError
 
 MIB = 1 << 20
 
@@ -28,7 +29,7 @@ def _fadvise_works(directory: Path) -> bool:
     probe = write_file(directory / "fadvise-probe.bin", 2 * MIB)
     try:
         warm(probe)
-        cache.evict_fadvise([probe])
+        cache._fadvise_dontneed([probe])
         return cache.resident_fraction([probe]) < 0.05
     finally:
         probe.unlink()
@@ -75,7 +76,7 @@ def test_resident_fraction_empty_file_and_no_files(tmp_path):
     empty.touch()
     assert cache.resident_fraction([empty]) == 0.0
     assert cache.resident_fraction([]) == 0.0
-    assert cache.ensure_cold(empty) == 0.0
+    assert cache.evict(empty, "fadvise").fraction == 0.0
 
 
 def test_resident_fraction_warm_after_full_read(tmp_path):
@@ -90,8 +91,9 @@ def test_evict_fadvise_makes_file_cold(cold_dir):
     warm(f)
     assert cache.resident_fraction([f]) > 0.9
 
-    cache.evict_fadvise([f])
+    ev = cache.evict(f, "fadvise")
 
+    assert ev == ("fadvise", ev.fraction, "data") and ev.fraction < 0.05
     assert cache.resident_fraction([f]) < 0.05
     # the measurement itself must not read pages back in
     assert cache.resident_fraction([f]) < 0.05
@@ -100,7 +102,7 @@ def test_evict_fadvise_makes_file_cold(cold_dir):
 def test_resident_fraction_is_weighted_by_pages(cold_dir):
     small = write_file(cold_dir / "small.bin", 2 * MIB)
     large = write_file(cold_dir / "large.bin", 6 * MIB)
-    cache.evict_fadvise([small, large])
+    cache.evict(cold_dir, "fadvise", [small, large])
     warm(small)
 
     fraction = cache.resident_fraction([small, large])
@@ -116,9 +118,9 @@ def test_evict_directory_store(cold_dir):
     warm(*files)
     assert cache.resident_fraction(files) > 0.9
 
-    used = cache.evict(store, method="fadvise")
+    ev = cache.evict(store, method="fadvise")
 
-    assert used == "fadvise"
+    assert ev.method == "fadvise" and ev.scope == "data" and ev.fraction < 0.05
     assert cache.resident_fraction(files) < 0.05
 
 
@@ -127,28 +129,57 @@ def test_evict_auto_prefers_fadvise(cold_dir, monkeypatch):
     files = [write_file(store / f"{i}.bin", 1 * MIB) for i in range(3)]
     warm(*files)
     dropped = []
-    monkeypatch.setattr(cache, "drop_caches", lambda: dropped.append(True))
+    monkeypatch.setattr(cache, "drop_caches", lambda what="1": dropped.append(what))
+    monkeypatch.setattr(cache, "can_drop_caches", lambda: False)
 
-    assert cache.evict(store) == "fadvise"
+    assert cache.evict(store) == ("fadvise", 0.0, "data")
     assert dropped == []
     assert cache.resident_fraction(files) < 0.05
+
+
+def test_evict_auto_as_root_drops_inodes_last_for_full_scope(cold_dir, monkeypatch):
+    store = cold_dir / "store"
+    files = [write_file(store / f"{i}.bin", 1 * MIB) for i in range(3)]
+    warm(*files)
+    events = []
+    real = cache.resident_fraction
+    monkeypatch.setattr(cache, "can_drop_caches", lambda: True)
+    monkeypatch.setattr(cache, "drop_caches", lambda what="1": events.append(f"drop{what}"))
+    monkeypatch.setattr(
+        cache, "resident_fraction", lambda paths: events.append("mincore") or real(paths)
+    )
+
+    ev = cache.evict(store)
+
+    assert ev.method == "fadvise" and ev.scope == "full" and ev.fraction < 0.05
+    # the inode/dentry drop comes after the last residency check: nothing opens in between
+    assert events[-1] == "drop2" and "mincore" in events[:-1]
+    assert "drop1" not in events  # fadvise sufficed: the page cache was not dropped globally
 
 
 def test_evict_auto_falls_back_to_drop_caches(tmp_path, monkeypatch):
     f = write_file(tmp_path / "f.bin", 1 * MIB)
     dropped = []
-    # simulate a file system that ignores fadvise
-    monkeypatch.setattr(cache, "evict_fadvise", lambda paths: None)
-    monkeypatch.setattr(cache, "resident_fraction", lambda paths: 1.0)
+    # simulate a file system that ignores fadvise until the page cache is dropped
+    state = {"resident": 1.0}
+    monkeypatch.setattr(cache, "_fadvise_dontneed", lambda paths: None)
+    monkeypatch.setattr(cache, "resident_fraction", lambda paths: state["resident"])
     monkeypatch.setattr(cache, "can_drop_caches", lambda: True)
-    monkeypatch.setattr(cache, "drop_caches", lambda: dropped.append(True))
 
-    assert cache.evict(f) == "drop_caches"
-    assert dropped == [True]
+    def drop(what="1"):
+        dropped.append(what)
+        state["resident"] = 0.0
+
+    monkeypatch.setattr(cache, "drop_caches", drop)
+
+    assert cache.evict(f) == ("drop_caches", 0.0, "full")
+    assert dropped == ["1", "2"]
 
     dropped.clear()
+    state["resident"] = 1.0
     monkeypatch.setattr(cache, "can_drop_caches", lambda: False)
-    assert cache.evict(f) == "fadvise"
+    with pytest.raises(cache.ColdCacheError):
+        cache.evict(f)
     assert dropped == []
 
 
@@ -160,35 +191,37 @@ def test_evict_rejects_unknown_method_and_missing_store(tmp_path):
         cache.evict(tmp_path / "missing", method="fadvise")
 
 
-def test_ensure_cold_raises_when_warm_and_passes_after_eviction(cold_dir):
+def test_cold_error_is_one_clear_bench_error(cold_dir, monkeypatch):
     store = cold_dir / "store.h5"
     f = write_file(store, 8 * MIB)
     warm(f)
+    monkeypatch.setattr(cache, "_fadvise_dontneed", lambda paths: None)  # eviction "fails"
+    monkeypatch.setattr(cache, "can_drop_caches", lambda: False)
 
     with pytest.raises(cache.ColdCacheError) as excinfo:
-        cache.ensure_cold(store, limit=0.05)
+        cache.evict(store, "auto")
     message = str(excinfo.value)
     assert "\n" not in message
     assert str(store) in message
-    assert "limit 5.0%" in message
+    assert "limit 5%" in message
     assert "drop_caches" in message and "posix_fadvise" in message
-    assert isinstance(excinfo.value, RuntimeError)
+    assert isinstance(excinfo.value, BenchError)  # the pipeline prints it as one line
 
-    cache.evict(store, method="fadvise")
-    assert cache.ensure_cold(store, limit=0.05) < 0.05
+    monkeypatch.undo()
+    assert cache.evict(store, method="fadvise").fraction < 0.05
 
 
-def test_ensure_cold_detects_tmpfs_ignoring_fadvise():
+def test_evict_detects_tmpfs_ignoring_fadvise(monkeypatch):
     shm = Path("/dev/shm")
     if not (shm.is_dir() and os.access(shm, os.W_OK)):
         pytest.skip("/dev/shm not available")
+    monkeypatch.setattr(cache, "can_drop_caches", lambda: False)
     with tempfile.TemporaryDirectory(dir=shm, prefix="imgbench-test-") as d:
         f = write_file(Path(d) / "store.bin", 1 * MIB)
         if _fadvise_works(Path(d)):
             pytest.skip("/dev/shm honours fadvise here (not tmpfs)")
-        cache.evict(f, method="fadvise")
         with pytest.raises(cache.ColdCacheError):
-            cache.ensure_cold(f)
+            cache.evict(f, method="fadvise")
 
 
 def test_drop_caches_writes_1_when_permitted(tmp_path, monkeypatch):
@@ -204,17 +237,19 @@ def test_drop_caches_writes_1_when_permitted(tmp_path, monkeypatch):
 
     assert synced == [True]
     assert fake.read_text() == "1"
+    cache.drop_caches(cache.INODES)
+    assert fake.read_text() == "2"
 
 
 def test_drop_caches_refuses_without_permission(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "DROP_CACHES_PATH", tmp_path / "does-not-exist")
     assert not cache.can_drop_caches()
-    with pytest.raises(RuntimeError, match="needs root"):
+    with pytest.raises(cache.ColdCacheError, match="needs root"):
         cache.drop_caches()
 
     monkeypatch.setattr(cache.os, "geteuid", lambda: 1000)
     assert not cache.can_drop_caches()
-    with pytest.raises(RuntimeError, match="needs root"):
+    with pytest.raises(cache.ColdCacheError, match="needs root"):
         cache.evict(tmp_path, method="drop_caches")
 
 
@@ -227,37 +262,25 @@ def test_resident_fraction_refuses_files_mincore_cannot_measure(tmp_path, monkey
         cache.resident_fraction([f])
 
 
-def test_evict_fadvise_syncs_and_retries_once_if_pages_remain(tmp_path, monkeypatch):
+def test_evict_syncs_and_retries_once_if_pages_remain(tmp_path, monkeypatch):
     f = write_file(tmp_path / "f.bin", 4096)
     calls = []
     monkeypatch.setattr(cache, "_fadvise_dontneed", lambda paths: calls.append("fadvise"))
     monkeypatch.setattr(cache.os, "sync", lambda: calls.append("sync"))
+    monkeypatch.setattr(cache, "can_drop_caches", lambda: False)
 
-    monkeypatch.setattr(cache, "resident_fraction", lambda paths: 0.5)
-    cache.evict_fadvise([f])
+    monkeypatch.setattr(cache, "resident_fraction", lambda paths: 0.01)
+    cache.evict(f, "fadvise")
     assert calls == ["fadvise", "sync", "fadvise"]
 
     calls.clear()
     monkeypatch.setattr(cache, "resident_fraction", lambda paths: 0.0)
-    cache.evict_fadvise([f])
+    cache.evict(f, "fadvise")
     assert calls == ["fadvise"]
 
 
-def test_evict_cold_proves_residency_and_names_method(cold_dir):
-    d = cold_dir / "store"
-    d.mkdir()
-    files = [write_file(d / f"{i}.bin", 1 << 20) for i in range(3)]
-    warm(*files)
-    assert cache.resident_fraction(cache.store_files(d)) > 0.9
-    method, fraction = cache.evict_cold(d, "fadvise")
-    assert method == "fadvise" and fraction <= 0.05
-    assert cache.resident_fraction(cache.store_files(d)) <= 0.05
-
-
-def test_evict_cold_refuses_a_warm_store(tmp_path, monkeypatch):
-    f = write_file(tmp_path / "x.bin", 1 << 20)
-    warm(f)
-    monkeypatch.setattr(cache, "_fadvise_dontneed", lambda paths: None)  # eviction "fails"
-    monkeypatch.setattr(cache, "can_drop_caches", lambda: False)
-    with pytest.raises(cache.ColdCacheError, match="resident"):
-        cache.evict_cold(tmp_path, "auto")
+def test_make_resident_reads_in_an_evicted_store(cold_dir):
+    files = [write_file(cold_dir / f"{i}.bin", 2 * MIB) for i in range(2)]
+    cache.evict(cold_dir, "fadvise", files)
+    assert cache.resident_fraction(files) < 0.05
+    assert cache.make_resident(files) >= cache.WARM_LIMIT

@@ -1,4 +1,4 @@
-"""Timed stages: repeats, warm and cold reads with residency, single-image stores."""
+"""Timed experiments: repeats, warm and cold reads with residency, single-image stores."""
 
 from __future__ import annotations
 
@@ -8,16 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgbench import cache, steps
+from imgbench import cache, experiments, verify
+from imgbench.data import load_source
+from imgbench.errors import StoreError, VerificationError
+from tests.conftest import make_job
 
 
 def _fadvise_works(d: Path) -> bool:
     probe = d / "probe.bin"
     probe.write_bytes(b"x" * (1 << 20))
-    cache.evict_fadvise([probe])
-    ok = cache.resident_fraction([probe]) < 0.05
-    probe.unlink()
-    return ok
+    try:
+        return cache.evict(probe, "fadvise").fraction < 0.05
+    except cache.ColdCacheError:
+        return False
+    finally:
+        probe.unlink()
 
 
 @pytest.mark.parametrize(
@@ -27,50 +32,80 @@ def test_build_then_read_warm_and_cold(tmp_path: Path, source, fmt: str, mode: s
     ip, lp, images, labels = source
     if not _fadvise_works(tmp_path):
         pytest.skip(f"{tmp_path}: file system ignores posix_fadvise (tmpfs?)")
-    store = tmp_path / "store"
-    build = steps.build_store(fmt, mode, {}, 2, ip, lp, 300, 3, 1, store, tmp_path / "b.json", "h")
-    assert store.is_dir() and len(build["samples"]) == 3 and len(build["warmup_samples"]) == 1
+    job = make_job(tmp_path, (ip, lp), fmt, mode, 300, repeats=3, warmup=1, workers=2)
+    build = experiments.build_store(job)
+    assert job.store.is_dir() and len(build["samples"]) == 3
+    assert len(build["warmup_samples"]) == 1
     assert build["operation"] == "write_many" and build["config_hash"] == "h"
+    assert 0 < build["startup_s"] < 60
     assert not list(tmp_path.glob(".store.tmp-*")), "a repeat's temporary store was left behind"
     for state in ("warm", "cold"):
-        out = tmp_path / f"{state}.json"
-        r = steps.read_many(fmt, mode, {}, 2, store, ip, lp, 300, state, 4, 1, "fadvise", out, "h")
-        assert r == json.loads(out.read_text())
+        read = make_job(
+            tmp_path, (ip, lp), fmt, mode, 300, repeats=4, warmup=1, cache=state, evict="fadvise"
+        )
+        r = experiments.read_many(read)
+        assert r == json.loads(read.result.read_text())
         assert len(r["samples"]) == 4 and r["verified"] and len(r["resident_fraction"]) == 4
         if state == "cold":
             assert max(r["resident_fraction"]) <= 0.05
-            assert r["evict_method"] == "fadvise"
+            assert r["evict_method"] == "fadvise" and r["cache_scope"] == "data"
         else:
-            assert min(r["resident_fraction"]) > 0.5  # warm really is warm
+            assert min(r["resident_fraction"]) >= cache.WARM_LIMIT  # warm really is warm
+            assert r["cache_scope"] == "resident"
         assert r["start"] <= r["end"]
+
+
+def test_warm_read_makes_an_evicted_store_resident_first(tmp_path: Path, source) -> None:
+    ip, lp, _, _ = source
+    if not _fadvise_works(tmp_path):
+        pytest.skip("file system ignores posix_fadvise")
+    experiments.build_store(make_job(tmp_path, (ip, lp), "npy", "tuned", 1000))
+    job = make_job(tmp_path, (ip, lp), "npy", "tuned", 1000, cache="warm", repeats=2)
+    seen = []
+
+    def evict_then_record(files: list[Path]) -> float:
+        cache.evict(job.store, "fadvise", files)  # as if the store had been pushed out
+        seen.append(cache.resident_fraction(files))
+        return real(files)
+
+    real = cache.make_resident
+    try:
+        cache.make_resident = evict_then_record
+        r = experiments.read_many(job)
+    finally:
+        cache.make_resident = real
+    assert max(seen) <= 0.05, "the store was not cold before make_resident"
+    assert min(r["resident_fraction"]) >= cache.WARM_LIMIT and r["cache_scope"] == "resident"
 
 
 def test_single_image_write_and_read(tmp_path: Path, source) -> None:
     ip, lp, images, labels = source
     if not _fadvise_works(tmp_path):
         pytest.skip("file system ignores posix_fadvise")
-    stores = tmp_path / "single"
-    w = steps.write_one(
-        "hdf5", "article", {}, ip, lp, 1200, 12, 2, 1, stores, tmp_path / "w.json", "h"
+    w = experiments.write_one(
+        make_job(
+            tmp_path, (ip, lp), "hdf5", "article", 1, samples=12, n_images=1200, repeats=2, warmup=1
+        )
     )
+    stores = tmp_path / "store"
     assert len(w["samples"]) == 24 and len(w["extra"]["ids"]) == 12
+    assert len(w["warmup_samples"]) == 12
     assert sorted(int(p.name) for p in stores.iterdir()) == w["extra"]["ids"]
     assert w["extra"]["single_store_disk"]["files"] == 1
     for state in ("warm", "cold"):
-        r = steps.read_one(
-            "hdf5",
-            "article",
-            {},
-            stores,
-            ip,
-            lp,
-            1200,
-            state,
-            2,
-            1,
-            "fadvise",
-            tmp_path / f"r{state}.json",
-            "h",
+        r = experiments.read_one(
+            make_job(
+                tmp_path,
+                (ip, lp),
+                "hdf5",
+                "article",
+                1,
+                n_images=1200,
+                cache=state,
+                evict="fadvise",
+                repeats=2,
+                warmup=1,
+            )
         )
         assert len(r["samples"]) == 24 and r["verified"]
         if state == "cold":
@@ -78,27 +113,23 @@ def test_single_image_write_and_read(tmp_path: Path, source) -> None:
 
 
 def test_sample_ids_fixed_and_distinct() -> None:
-    a = steps.sample_ids(100_000, 100)
-    assert a == steps.sample_ids(100_000, 100)
+    a = experiments.sample_ids(100_000, 100)
+    assert a == experiments.sample_ids(100_000, 100)
     assert len(set(a)) == 100 and a == sorted(a) and max(a) < 100_000
-    assert steps.sample_ids(5, 100) == [0, 1, 2, 3, 4]
+    assert experiments.sample_ids(5, 100) == [0, 1, 2, 3, 4]
 
 
 def test_load_source_refuses_cutoff_above_data(source) -> None:
     ip, lp, _, _ = source
-    with pytest.raises(steps.StoreError, match="need 5000"):
-        steps.load_source(ip, lp, 5000)
+    with pytest.raises(StoreError, match="need 5000"):
+        load_source(ip, lp, 5000)
 
 
-def test_chunked_verify_finds_difference_in_later_chunk(source) -> None:
+def test_chunked_verify_finds_difference_in_later_chunk(source, monkeypatch) -> None:
     _, _, images, labels = source
     got = images.copy()
     got[1100, 3, 3, 1] ^= 1
-    with pytest.raises(steps.verify.VerificationError, match="first at index 1100"):
-        monkey = steps.VERIFY_CHUNK
-        steps.VERIFY_CHUNK = 512
-        try:
-            steps.verify_chunked("x", (got, labels), images, labels)
-        finally:
-            steps.VERIFY_CHUNK = monkey
-    steps.verify_chunked("x", (images.copy(), labels.copy()), images, np.asarray(labels))
+    monkeypatch.setattr(verify, "CHUNK", 512)
+    with pytest.raises(VerificationError, match="first at index 1100"):
+        verify.against_source("x", (got, labels), images, labels)
+    verify.against_source("x", (images.copy(), labels.copy()), images, np.asarray(labels))

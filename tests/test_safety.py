@@ -36,9 +36,10 @@ import pytest
 from PIL import Image
 
 import imgbench
-from imgbench import data, download, steps, synthetic
+from imgbench import data, download, experiments, synthetic
 from imgbench.atomic import tmp_name
 from imgbench.errors import DataError, DownloadError, StoreError, VerificationError
+from imgbench.job import Job
 from imgbench.safepickle import UnsafePickleError, loads
 from imgbench.stores import get_store, hdf5, lmdb_store, png
 from imgbench.stores.lmdb_store import CIFARImage
@@ -126,29 +127,18 @@ def make_source(tmp_path: Path, n: int, seed: int = 0, name: str = "") -> tuple[
     return images, labels
 
 
+def _job(fmt: str, mode: str, src: tuple[Path, Path], n: int, store: Path, **kw: object) -> Job:
+    result = store.parent / ("read.json" if kw.get("cache") else "build.json")
+    return Job(fmt, mode, n, src[0], src[1], store, result, repeats=1, warmup=0, **kw)
+
+
 def build(fmt: str, mode: str, src: tuple[Path, Path], n: int, store: Path, **options: object):
-    return steps.build_store(
-        fmt, mode, options, 1, src[0], src[1], n, 1, 0, store, store.parent / "build.json", "t"
-    )
+    return experiments.build_store(_job(fmt, mode, src, n, store, options=options))
 
 
 def read(fmt: str, mode: str, src: tuple[Path, Path], n: int, store: Path, **options: object):
-    return steps.read_many(
-        fmt,
-        mode,
-        options,
-        1,
-        store,
-        src[0],
-        src[1],
-        n,
-        "warm",
-        1,
-        0,
-        "fadvise",
-        store.parent / "read.json",
-        "t",
-    )
+    job = _job(fmt, mode, src, n, store, options=options, cache="warm")
+    return experiments.read_many(job)
 
 
 # --- 1. untrusted pickles ------------------------------------------------------------------
@@ -462,7 +452,7 @@ def test_unpickle_step_writes_nothing_for_broken_archive(tmp_path):
     archive = _four_batches(tmp_path)
     images, labels = tmp_path / "out" / "images.npy", tmp_path / "out" / "labels.npy"
     with pytest.raises(DataError):
-        steps.unpickle(archive, images, labels)
+        data.unpickle(archive, images, labels)
     assert leftovers(images) == [] and leftovers(labels) == []
 
 
@@ -478,10 +468,11 @@ def test_killed_build_leaves_no_store_and_rerun_recovers(tmp_path):
         """
         import sys
         from pathlib import Path
-        from imgbench import steps
+        from imgbench import experiments
+        from imgbench.job import Job
         a = sys.argv[1:]
-        steps.build_store("png", "article", {}, 1, Path(a[0]), Path(a[1]), int(a[2]), 1, 0,
-                          Path(a[3]), Path(a[4]), "kill-test")
+        job = Job("png", "article", int(a[2]), a[0], a[1], a[3], a[4], repeats=1, warmup=0)
+        experiments.build_store(job)
         """
     )
     env = {
@@ -578,7 +569,7 @@ def test_enospc_on_real_small_filesystem(tmp_path, small_tmpfs, fmt):
     store = small_tmpfs / f"{fmt}-article"
     result = tmp_path / "build.json"
     with pytest.raises(StoreError) as info:
-        steps.build_store(fmt, "article", {}, 1, *src, n, 1, 0, store, result, "t")
+        experiments.build_store(Job(fmt, "article", n, *src, store, result, repeats=1, warmup=0))
     msg = str(info.value)
     assert "no space left" in msg
     assert_clear(msg, store, ("free space", "rerun"))

@@ -40,6 +40,59 @@ def test_round_trip_one(tmp_path: Path, fmt: str, mode: str) -> None:
     assert label == int(labels[2])
 
 
+@pytest.mark.parametrize(("fmt", "mode"), COMBOS)
+def test_read_batch_returns_indices_in_order(tmp_path: Path, fmt: str, mode: str) -> None:
+    images, labels = random_data(50, seed=3)
+    store = get_store(fmt, mode)
+    store.write_many(tmp_path, images, labels)
+    idx = [41, 3, 3, 17, 0, 49, 8]  # unsorted, with a repeat: what a shuffled batch holds
+    got_images, got_labels = store.read_batch(tmp_path, idx)
+    np.testing.assert_array_equal(got_images, images[idx])
+    np.testing.assert_array_equal(got_labels, labels[idx])
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [c for c in COMBOS if c[1] == "tuned"])
+def test_tuned_stores_keep_wide_labels(tmp_path: Path, fmt: str, mode: str) -> None:
+    images, _ = random_data(20, seed=4)
+    labels = np.arange(980, 1000, dtype=np.uint16)  # ImageNet's 1,000 classes need > uint8
+    store = get_store(fmt, mode)
+    store.write_many(tmp_path, images, labels)
+    for got in (store.read_many(tmp_path)[1], store.read_batch(tmp_path, [19, 0])[1]):
+        assert got.dtype == np.uint16
+    np.testing.assert_array_equal(store.read_many(tmp_path)[1], labels)
+    np.testing.assert_array_equal(store.read_batch(tmp_path, [19, 0])[1], labels[[19, 0]])
+
+
+def test_registry_imports_no_format_library() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, imgbench.stores as s; s.options('hdf5', 'tuned'); s.modes('png'); "
+        "print(sorted(m for m in ('h5py', 'lmdb', 'PIL', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_missing_format_library_is_one_line(monkeypatch) -> None:
+    import builtins
+
+    from imgbench.stores import MissingLibraryError
+
+    real_import = builtins.__import__
+
+    def no_h5py(name, *args, **kwargs):
+        if name == "h5py":
+            raise ModuleNotFoundError("No module named 'h5py'", name="h5py")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(__import__("sys").modules, "imgbench.stores.hdf5", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_h5py)
+    with pytest.raises(MissingLibraryError, match="needs the Python package h5py"):
+        store_class("hdf5", "tuned")
+
+
 def test_parallel_png_equals_serial(tmp_path: Path) -> None:
     n = png_module.PARALLEL_MIN_IMAGES + 37  # forces the pool, not a multiple of any split
     images, labels = random_data(n, seed=11)
@@ -82,7 +135,8 @@ def test_tuned_lmdb_holds_no_pickle(tmp_path: Path) -> None:
             if k not in (META, LABELS):  # exactly the raw pixels: no pickle wrapper
                 assert v == images[int(k)].tobytes()
         assert txn.get(LABELS) == labels.tobytes()
-        assert json.loads(txn.get(META)) == {"n": 50, "shape": [32, 32, 3], "dtype": "uint8"}
+        meta = {"n": 50, "shape": [32, 32, 3], "dtype": "uint8", "label_dtype": "|u1"}
+        assert json.loads(txn.get(META)) == meta
     assert len(keys) == 52
     env.close()
 

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from imgbench.du import disk_use, parse_du
-from imgbench.timing import Result, measure, summarize
+from imgbench.results import Result
+from imgbench.timing import measure, summarize
 
 
 def test_measure_counts_repeats_and_warmups() -> None:
-    calls: list[tuple[str, bool]] = []
-    warm: list[float] = []
-    samples = measure(
-        lambda: calls.append(("run", False)) or 42,
-        repeats=4,
-        warmup=2,
-        before=lambda timed: calls.append(("before", timed)),
-        after=lambda result, timed: calls.append(("after", timed)) or (result == 42) or 1 / 0,
-        warmups=warm,
+    calls: list[tuple[str, object, bool]] = []
+    res = Result("png", "article", "read_one", "warm", 1, repeats=4, warmup=2)
+    measure(
+        res,
+        lambda item: calls.append(("run", item, False)) or 42,
+        ["a", "b"],
+        before=lambda item, timed: calls.append(("before", item, timed)),
+        after=lambda item, out, timed: calls.append(("after", item, timed)) or out == 42 or 1 / 0,
     )
-    assert len(samples) == 4 and len(warm) == 2
-    assert all(s >= 0 for s in samples)
-    assert [t for c, t in calls if c == "before"] == [False, False, True, True, True, True]
+    assert len(res.samples) == 8 and len(res.warmup_samples) == 4  # rounds x items
+    assert all(s >= 0 for s in res.samples)
+    befores = [(item, t) for c, item, t in calls if c == "before"]
+    assert befores[:4] == [("a", False), ("b", False), ("a", False), ("b", False)]
+    assert befores[4:] == [("a", True), ("b", True)] * 4
+    assert 0 < res.startup_s < 60  # process age, on the boot clock
 
 
 def test_summarize_values() -> None:
@@ -34,9 +38,10 @@ def test_summarize_values() -> None:
         summarize([])
 
 
-def test_result_records_times_and_stats() -> None:
+def test_result_records_times_and_stats(tmp_path: Path) -> None:
     r = Result("png", "article", "read_many", "warm", 10, samples=[0.5, 0.7, 0.6])
-    out = r.finish()
+    out = r.save(tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text()) == out
     assert out["end"] >= out["start"] > 0
     assert out["stats"]["median_s"] == 0.6 and out["node"]
 

@@ -60,12 +60,12 @@ def test_dry_run_default_dag() -> None:
         assert counts[rule] == combos * 5, rule
     for rule in ["write_one", "read_one_warm", "read_one_cold"]:
         assert counts[rule] == combos, rule
-    for rule in ["download", "unpickle", "double", "tables", "figures", "provenance", "all"]:
+    for rule in ["download", "unpickle", "double", "device", "tables", "figures", "provenance"]:
         assert counts[rule] == 1, rule
     for mode, fmt, n in itertools.product(
         ["article", "tuned"], ["png", "lmdb", "hdf5"], [10, 100, 1000, 10000, 100000]
     ):
-        assert f"results/stores/{mode}/{fmt}/{n}" in out
+        assert f"results/stores/cifar32/{mode}/{fmt}/{n}" in out
 
 
 @pytest.mark.parametrize(
@@ -90,6 +90,19 @@ def test_bad_config_stops_before_any_job(tmp_path: Path, override: list[str], ne
     text = proc.stdout + proc.stderr
     assert needle in text
     assert "Job stats" not in text and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "extra", [["--resources", "foo=1"], ["--workflow-profile", "none"]], ids=["resources", "none"]
+)
+def test_run_without_the_timing_cap_stops_before_any_job(tmp_path: Path, extra) -> None:
+    proc = smk("-n", "--cores", "2", "-d", str(tmp_path), *extra, check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "timing isolation is off" in text
+    assert "timing_slots=100" in text and "Job stats" not in text
+    # with the cap given back, the same run goes ahead
+    if extra[0] == "--resources":
+        smk("-n", "--cores", "2", "-d", str(tmp_path), "--resources", "foo=1", "timing_slots=100")
 
 
 def test_unknown_format_names_the_allowed_ones(tmp_path: Path) -> None:
@@ -173,17 +186,20 @@ def test_timed_jobs_never_overlap_any_job(tiny_run: Path) -> None:
         for p in (tiny_run / "results" / "timings" / d).rglob("*.json"):
             r = json.loads(p.read_text())
             timed.append((r["start"], r["end"], str(p)))
-    others = []
-    for p in (tiny_run / "results" / "du").rglob("*.json"):  # untimed jobs, run in parallel
-        r = json.loads(p.read_text())
-        others.append((r["start"], r["end"], str(p)))
     assert len(timed) == 7 * 2 * 3 + 7 * 3
-    timed.sort()
-    for (_s1, e1, a), (s2, _e2, b) in itertools.pairwise(timed):
-        assert e1 <= s2, f"timed jobs overlap: {a} and {b}"
+    # every job, timed or not, logs its process's window
+    windows = []
+    for log in (tiny_run / "results" / "logs").rglob("*.log"):
+        found = re.findall(r"job window: ([\d.]+) ([\d.]+)", log.read_text())
+        assert len(found) == 1, f"{log}: no job window logged"
+        windows.append((float(found[0][0]), float(found[0][1]), str(log)))
+    assert len(windows) == len(timed) + 7 * 2 + 7  # + du per store, + 7 untimed jobs
     for s1, e1, a in timed:
-        for s2, e2, b in others:
-            assert e1 <= s2 or e2 <= s1, f"timed job {a} overlaps {b}"
+        for s2, e2, b in windows:
+            timed_log = Path(b).relative_to(tiny_run / "results" / "logs").parts[0]
+            if timed_log in ("build_store", *TIMED_DIRS[1:]) and s2 <= s1 and e1 <= e2:
+                continue  # the timed job's own process
+            assert e1 <= s2 or e2 <= s1, f"timed job {a} overlaps job {b}"
 
 
 def test_provenance_has_every_field(tiny_run: Path) -> None:
@@ -208,8 +224,88 @@ def test_store_option_reruns_only_that_format(tiny_run: Path) -> None:
     out = _again(tiny_run, "hdf5_chunk_images=16", "-n")
     counts = job_counts(out.stdout)
     assert counts["build_store"] == 2  # tuned hdf5 at both cutoffs, nothing else
-    assert "results/stores/tuned/hdf5/10" in out.stdout
-    assert "stores/tuned/png" not in out.stdout and "stores/article/hdf5" not in out.stdout
+    assert "results/stores/cifar32/tuned/hdf5/10" in out.stdout
+    assert "stores/cifar32/tuned/png" not in out.stdout
+    assert "stores/cifar32/article/hdf5" not in out.stdout
+    assert counts["read_many_warm"] == counts["read_many_cold"] == counts["du"] == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        # only the cold reads use the eviction method
+        ("cold_cache=fadvise", {"read_many_cold": 14, "read_one_cold": 7}),
+        # only the one-image jobs use the ids
+        ("single_samples=3", {"write_one": 7, "read_one_warm": 7, "read_one_cold": 7}),
+        # every timed job repeats
+        (
+            "repeats=3",
+            {
+                "build_store": 14,
+                "read_many_warm": 14,
+                "read_many_cold": 14,
+                "write_one": 7,
+                "read_one_warm": 7,
+                "read_one_cold": 7,
+                "du": 14,  # downstream of the rebuilt stores
+            },
+        ),
+    ],
+)
+def test_measure_keys_rerun_only_their_kind(tiny_run: Path, override: str, expected) -> None:
+    counts = job_counts(_again(tiny_run, override, "-n").stdout)
+    counts.pop("all", None)
+    reports = ("tables", "figures", "provenance")  # they record the config
+    assert {k: v for k, v in counts.items() if k not in reports} == expected
+
+
+def test_dry_run_and_lint_need_no_format_library(tmp_path: Path) -> None:
+    """The DAG is built without h5py, lmdb, Pillow or matplotlib importable."""
+    import os
+
+    blocked = tmp_path / "blocked"
+    for name in ("h5py", "lmdb", "PIL", "matplotlib"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} blocked')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocked)}
+    code = "import PIL"
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode != 0  # it bites
+    for extra in (["-n", "--cores", "2"], ["--lint"]):
+        proc = subprocess.run(
+            [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), *extra, "-d", str(tmp_path / "w")],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_job_without_its_library_fails_with_one_line(tmp_path: Path) -> None:
+    import os
+
+    blocked = tmp_path / "blocked"
+    (blocked / "h5py").mkdir(parents=True)
+    (blocked / "h5py" / "__init__.py").write_text(
+        "raise ModuleNotFoundError('h5py', name='h5py')\n"
+    )
+    make_archive(tmp_path / "cifar.tar.gz", per_batch=10)
+    target = "results/timings/write_many/cifar32/tuned/hdf5/10.json"
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), *tiny_args(tmp_path), target],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(blocked)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    log = (tmp_path / "results/logs/build_store/cifar32/tuned/hdf5/10.log").read_text()
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "needs the Python package h5py" in errors[0], log
+    assert "pip install" in errors[0] and "Traceback" not in log
+    assert (tmp_path / "results/data/cifar32/images.npy").exists()  # the DAG itself was built
 
 
 def test_kill_9_mid_build_then_rerun_rebuilds(tmp_path: Path) -> None:
@@ -236,7 +332,7 @@ def test_kill_9_mid_build_then_rerun_rebuilds(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    stores = tmp_path / "results" / "stores" / "article" / "png"
+    stores = tmp_path / "results" / "stores" / "cifar32" / "article" / "png"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         tmps = list(stores.glob(".4000.tmp-*")) if stores.exists() else []
@@ -254,5 +350,7 @@ def test_kill_9_mid_build_then_rerun_rebuilds(tmp_path: Path) -> None:
     assert (stores / "4000").is_dir() and not list(stores.glob(".4000.tmp-*"))
     assert len(list((stores / "4000").glob("*.png"))) == 4000
     for cache_state in ("warm", "cold"):
-        result = tmp_path / "results" / "timings" / f"read_many_{cache_state}" / "article"
+        result = (
+            tmp_path / "results" / "timings" / f"read_many_{cache_state}" / "cifar32" / "article"
+        )
         assert json.loads((result / "png" / "4000.json").read_text())["verified"]

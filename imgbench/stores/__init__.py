@@ -1,52 +1,116 @@
-"""The format registry: one module per format, one line each here.
+"""The format registry: format name -> mode -> where its class lives, plus its options.
 
-To add a format, write ``imgbench/stores/<name>.py`` with ``STORES = {mode: StoreClass}``
-(see :mod:`imgbench.stores.base`) and add it to :data:`FORMATS`.
+Declared as plain data, so reading it imports no format library: parsing the Snakefile,
+a dry run and ``snakemake --lint`` need neither h5py nor lmdb nor Pillow, and each job
+imports only its own format's module (:func:`store_class` imports it on first use).
+
+To add a format: write ``imgbench/stores/<module>.py`` with one :class:`Store` subclass
+per mode, and add one :class:`Format` entry to :data:`FORMATS`.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
-from types import ModuleType
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from imgbench.stores import hdf5, lmdb_store, npy, png
-from imgbench.stores.base import Store
+from imgbench.errors import BenchError
 
-FORMATS: dict[str, ModuleType] = {
-    "png": png,
-    "lmdb": lmdb_store,
-    "hdf5": hdf5,
-    "npy": npy,
+if TYPE_CHECKING:  # the base class imports numpy only; the format modules import more
+    from imgbench.stores.base import Store
+
+
+@dataclass(frozen=True)
+class Format:
+    """One storage format: its classes by mode, its options, what it needs installed."""
+
+    #: mode -> "module:Class", relative to this package
+    classes: Mapping[str, str]
+    #: flat config keys the format's tuned class reads, with their defaults
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: pip packages the format's module imports (named in the error when one is missing)
+    packages: tuple[str, ...] = ()
+    #: family used to group formats in tables and figures
+    family: str = "files"
+
+
+FORMATS: dict[str, Format] = {
+    "png": Format(
+        {"article": "png:ArticlePng", "tuned": "png:TunedPng"},
+        {"png_compress_level": 6},
+        ("pillow",),
+        "files",
+    ),
+    "lmdb": Format(
+        {"article": "lmdb_store:ArticleLmdb", "tuned": "lmdb_store:TunedLmdb"},
+        {"lmdb_map_headroom": 1.5, "lmdb_txn_images": 10000},
+        ("lmdb",),
+        "key-value",
+    ),
+    "hdf5": Format(
+        {"article": "hdf5:ArticleHdf5", "tuned": "hdf5:TunedHdf5"},
+        {"hdf5_chunk_images": 0, "hdf5_compression": None},
+        ("h5py",),
+        "array",
+    ),
+    "npy": Format({"tuned": "npy:NpyStore"}, {}, (), "array"),
 }
 
 
-def store_class(fmt: str, mode: str) -> type[Store]:
-    """The Store class for a format and mode, with a clear error for unknown ones."""
+class MissingLibraryError(BenchError):
+    """A format's library is not installed (raised by the job that needs it, not the DAG)."""
+
+
+def _spec(fmt: str) -> Format:
     if fmt not in FORMATS:
         raise KeyError(f"unknown format {fmt!r}; registered: {', '.join(FORMATS)}")
-    stores = FORMATS[fmt].STORES
-    if mode not in stores:
-        raise KeyError(f"format {fmt!r} has no mode {mode!r}; it has: {', '.join(stores)}")
-    return stores[mode]
-
-
-def get_store(
-    fmt: str, mode: str, options: Mapping[str, Any] | None = None, workers: int = 1
-) -> Store:
-    """Instantiate the store for *fmt* in *mode* with its options (flat config keys)."""
-    return store_class(fmt, mode)(options, workers)
+    return FORMATS[fmt]
 
 
 def modes(fmt: str) -> list[str]:
-    """The modes a registered format implements."""
-    return list(FORMATS[fmt].STORES)
+    """The modes a registered format implements (no import)."""
+    return list(_spec(fmt).classes)
+
+
+def options(fmt: str, mode: str) -> dict[str, Any]:
+    """Option keys and defaults of one format and mode (no import). Article mode has none:
+    it is the article's code, with nothing to tune."""
+    spec = _spec(fmt)
+    if mode not in spec.classes:
+        raise KeyError(f"format {fmt!r} has no mode {mode!r}; it has: {', '.join(spec.classes)}")
+    return dict(spec.options) if mode == "tuned" else {}
 
 
 def option_defaults() -> dict[str, Any]:
-    """Every store option key with its default (the config schema mirrors these)."""
-    out: dict[str, Any] = {}
-    for module in FORMATS.values():
-        for cls in module.STORES.values():
-            out.update(cls.OPTIONS)
-    return out
+    """Every store option key with its default (config.yaml and the schema mirror these)."""
+    return {k: v for spec in FORMATS.values() for k, v in spec.options.items()}
+
+
+def store_class(fmt: str, mode: str) -> type[Store]:
+    """Import and return the class for a format and mode; one line if its library is missing."""
+    spec = _spec(fmt)
+    if mode not in spec.classes:
+        raise KeyError(f"format {fmt!r} has no mode {mode!r}; it has: {', '.join(spec.classes)}")
+    module, cls = spec.classes[mode].split(":")
+    try:
+        mod = importlib.import_module(f"{__name__}.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == __name__.split(".")[0]:
+            raise
+        raise MissingLibraryError(
+            f"format {fmt!r} needs the Python package {' / '.join(spec.packages) or exc.name} "
+            f"(import of {exc.name!r} failed); install it: pip install -r requirements.txt"
+        ) from None
+    return getattr(mod, cls)
+
+
+def get_store(
+    fmt: str, mode: str, opts: Mapping[str, Any] | None = None, workers: int = 1
+) -> Store:
+    """Instantiate the store for *fmt* in *mode* with its options (flat config keys)."""
+    allowed = options(fmt, mode)
+    unknown = set(opts or {}) - set(allowed)
+    if unknown:
+        raise ValueError(f"{fmt}/{mode}: unknown options {sorted(unknown)}")
+    return store_class(fmt, mode)({**allowed, **(opts or {})}, workers)

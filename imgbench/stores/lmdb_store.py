@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
 import lmdb
@@ -28,6 +29,21 @@ log = logging.getLogger(__name__)
 def key(i: int) -> bytes:
     """The article's key: zero-padded so lexical order is numeric order."""
     return f"{i:08}".encode("ascii")
+
+
+def open_readonly(path: Path, **kwargs: object) -> lmdb.Environment:
+    """Open a store to read it, refusing a truncated data file: LMDB maps the file and would
+    die of SIGBUS (no message at all) on the first page past its end."""
+    env = lmdb.open(str(path), readonly=True, **kwargs)
+    data = Path(path) / "data.mdb"
+    need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    if data.stat().st_size < need:
+        env.close()
+        raise StoreError(
+            f"{data}: {data.stat().st_size} bytes, but its last page ends at {need}: the LMDB "
+            "file is truncated; delete the store directory and rerun the build"
+        )
+    return env
 
 
 class CIFARImage:
@@ -48,6 +64,7 @@ class CIFARImage:
 class ArticleLmdb(Store):
     format = "lmdb"
     mode = "article"
+    library_sync = True  # the article's lmdb.open keeps sync=True: fsync at every commit
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         map_size = len(images) * images[0].nbytes * 10
@@ -65,24 +82,41 @@ class ArticleLmdb(Store):
         finally:
             env.close()
 
+    @staticmethod
+    def _get(txn: lmdb.Transaction, path: Path, i: int) -> CIFARImage:
+        data = txn.get(key(i))
+        if data is None:
+            raise StoreError(f"{path}: key {i:08} missing; rebuild the store")
+        record = loads(data, f"{path}:{i:08}")
+        if not isinstance(record, CIFARImage):
+            raise StoreError(f"{path}:{i:08}: value is not a CIFARImage record; rebuild it")
+        return record
+
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        images, labels = [], []
-        env = lmdb.open(str(path), readonly=True)
+        env = open_readonly(path)
         try:
             n = env.stat()["entries"]
-            with env.begin() as txn:
-                for i in range(n):
-                    data = txn.get(key(i))
-                    if data is None:
-                        raise StoreError(f"{path}: key {i:08} missing; rebuild the store")
-                    record = loads(data, f"{path}:{i:08}")
-                    if not isinstance(record, CIFARImage):
-                        raise StoreError(f"{path}:{i:08}: value is not a CIFARImage record")
-                    images.append(record.get_image())
-                    labels.append(record.label)
+            return self._read(env, path, range(n))
         finally:
             env.close()
+
+    def _read(
+        self, env: lmdb.Environment, path: Path, indices: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = [], []
+        with env.begin() as txn:
+            for i in indices:
+                record = self._get(txn, path, i)
+                images.append(record.get_image())
+                labels.append(record.label)
         return np.array(images), np.array(labels, dtype=np.uint8)
+
+    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        env = open_readonly(path)
+        try:
+            return self._read(env, path, indices)
+        finally:
+            env.close()
 
 
 META, LABELS = b"~meta", b"~labels"  # '~' sorts after the digit keys: appends stay ordered
@@ -101,16 +135,19 @@ class TunedLmdb(Store):
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         n = len(images)
-        meta = json.dumps({"n": n, "shape": list(images.shape[1:]), "dtype": "uint8"})
-        items = sorted([(META, meta.encode()), (LABELS, labels.tobytes())])
-        env = lmdb.open(str(path), map_size=self._initial_map_size(images), subdir=True)
+        labels = np.asarray(labels)
+        meta = {"n": n, "shape": list(images.shape[1:]), "dtype": "uint8"}
+        meta["label_dtype"] = labels.dtype.str
+        items = sorted([(META, json.dumps(meta).encode()), (LABELS, labels.tobytes())])
+        # sync=False: no fsync per commit; the harness's common flush makes it durable, as
+        # for every other format.
+        env = lmdb.open(str(path), map_size=self._initial_map_size(images), subdir=True, sync=False)
         try:
             step = max(1, int(self.options["lmdb_txn_images"]))
             batches = [range(s, min(n, s + step)) for s in range(0, n, step)]
             for batch in batches:
                 self._put_batch(env, lambda b=batch: ((key(i), images[i]) for i in b))
             self._put_batch(env, lambda: iter(items))
-            env.sync(True)
         finally:
             env.close()
 
@@ -129,16 +166,20 @@ class TunedLmdb(Store):
                 log.info("LMDB map full: growing map to %d bytes", new)
                 env.set_mapsize(new)
 
+    @staticmethod
+    def _meta(txn: lmdb.Transaction, path: Path) -> tuple[int, tuple[int, ...], np.ndarray]:
+        meta_raw, lab_raw = txn.get(META), txn.get(LABELS)
+        if meta_raw is None or lab_raw is None:
+            raise StoreError(f"{path}: not a tuned imgbench LMDB store; rebuild it")
+        meta = json.loads(bytes(meta_raw))
+        labels = np.frombuffer(lab_raw, dtype=meta.get("label_dtype", "|u1")).copy()
+        return int(meta["n"]), tuple(meta["shape"]), labels
+
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        env = lmdb.open(str(path), readonly=True, lock=False)
+        env = open_readonly(path, lock=False)
         try:
             with env.begin(buffers=True) as txn:
-                meta_raw, lab_raw = txn.get(META), txn.get(LABELS)
-                if meta_raw is None or lab_raw is None:
-                    raise StoreError(f"{path}: not a tuned imgbench LMDB store; rebuild it")
-                meta = json.loads(bytes(meta_raw))
-                n, shape = int(meta["n"]), tuple(meta["shape"])
-                labels = np.frombuffer(lab_raw, dtype=np.uint8).copy()
+                n, shape, labels = self._meta(txn, path)
                 out = np.empty((n, *shape), dtype=np.uint8)
                 flat = memoryview(out.reshape(-1))
                 size = int(np.prod(shape))
@@ -151,6 +192,25 @@ class TunedLmdb(Store):
         finally:
             env.close()
         return out, labels
+
+    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        # Keys in sorted order through one cursor (B-tree locality), scattered to their rows.
+        idx = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        env = open_readonly(path, lock=False)
+        try:
+            with env.begin(buffers=True) as txn, txn.cursor() as cur:
+                n, shape, labels = self._meta(txn, path)
+                out = np.empty((len(idx), *shape), dtype=np.uint8)
+                flat = out.reshape(len(idx), -1)
+                for row in order:
+                    i = int(idx[row])
+                    if not cur.set_key(key(i)):
+                        raise StoreError(f"{path}: key {i:08} missing; rebuild the store")
+                    flat[row] = np.frombuffer(cur.value(), dtype=np.uint8)
+        finally:
+            env.close()
+        return out, labels[idx]
 
 
 STORES = {"article": ArticleLmdb, "tuned": TunedLmdb}

@@ -2,8 +2,9 @@
 
 article: serial ``Image.fromarray(img).save`` / ``np.array(Image.open(p))``, labels in a
 space-delimited CSV, as in the article.
-tuned: the same files, encoded and decoded by a fork process pool sized by the job's
-threads, decoding straight into one shared output buffer; labels as a raw ``.npy``.
+tuned: the same files, encoded in memory and written with one ``os.write``, decoded by the
+PNG plugin straight into one output buffer, both spread over a fork process pool sized by
+the job's threads; labels as a raw ``.npy``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import logging
 import mmap
 import multiprocessing
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from imgbench.errors import StoreError
 from imgbench.stores.base import Store
 
 log = logging.getLogger(__name__)
@@ -27,39 +30,60 @@ PROGRESS_EVERY = 10_000
 PARALLEL_MIN_IMAGES = 1000
 
 
+def _progress(path: Path, i: int, n: int) -> None:
+    if i % PROGRESS_EVERY == 0 and i:  # ~10 log lines per 100k: movement, no cost
+        log.info("%s: %d of %d PNG files written", path.name, i, n)
+
+
+def _file(path: Path, i: int) -> Path:
+    return path / f"{i}.png"
+
+
+def _damaged(file: Path | str, exc: Exception) -> StoreError:
+    """A PNG that cannot be decoded, as one line naming the file (Pillow's own message,
+    e.g. "Truncated File Read", names none)."""
+    return StoreError(
+        f"{file}: cannot decode this PNG ({type(exc).__name__}: {exc}); the store is damaged "
+        "or incomplete: delete the store directory and rerun the build"
+    )
+
+
+def _article_read(file: Path) -> np.ndarray:
+    """The article's read of one file, ``np.array(Image.open(p))``."""
+    try:
+        return np.array(Image.open(file))
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise _damaged(file, exc) from None
+
+
 class ArticlePng(Store):
     format = "png"
     mode = "article"
 
-    def _save_kwargs(self) -> dict:
-        return {}
-
-    def _write_labels(self, path: Path, labels: np.ndarray) -> None:
+    def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        for i in range(len(images)):
+            Image.fromarray(images[i]).save(_file(path, i))
+            _progress(path, i, len(images))
         with open(path / "labels.csv", "w", newline="") as f:
             writer = csv.writer(f, delimiter=" ", quotechar="|", quoting=csv.QUOTE_MINIMAL)
             for label in labels:
                 writer.writerow([int(label)])
 
-    def _read_labels(self, path: Path) -> np.ndarray:
+    @staticmethod
+    def _labels(path: Path) -> np.ndarray:
         with open(path / "labels.csv", newline="") as f:
             reader = csv.reader(f, delimiter=" ", quotechar="|")
             return np.array([int(row[0]) for row in reader], dtype=np.uint8)
 
-    def _write_range(self, path: Path, images: np.ndarray, start: int, stop: int) -> None:
-        kwargs = self._save_kwargs()
-        for i in range(start, stop):
-            Image.fromarray(images[i]).save(path / f"{i}.png", **kwargs)
-            if i % PROGRESS_EVERY == 0 and i:  # ~10 log lines per 100k: movement, no cost
-                log.info("%s: %d of %d PNG files written", path.name, i, len(images))
-
-    def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-        self._write_range(path, images, 0, len(images))
-        self._write_labels(path, labels)
-
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        labels = self._read_labels(path)
-        images = [np.array(Image.open(path / f"{i}.png")) for i in range(len(labels))]
+        labels = self._labels(path)
+        images = [_article_read(_file(path, i)) for i in range(len(labels))]
         return np.array(images), labels
+
+    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        labels = self._labels(path)
+        images = [_article_read(_file(path, i)) for i in indices]
+        return np.array(images), labels[list(indices)]
 
 
 # --- tuned: process pool over index ranges -------------------------------------------------
@@ -67,19 +91,38 @@ class ArticlePng(Store):
 _SHARED: dict = {}
 
 
-def _decode_range(bounds: tuple[int, int]) -> None:
-    # The PNG plugin directly (no format sniffing) and raw bytes into the shared buffer:
+def _decode_into(path: str, i: int, out: np.ndarray, row: int) -> None:
+    # The PNG plugin directly (no format sniffing) and raw bytes into the output buffer:
     # ~115 us per CIFAR image here against ~175-240 us for np.array(Image.open(p)).
-    path, out = str(_SHARED["path"]), _SHARED["out"]
-    shape = out.shape[1:]
-    for i in range(*bounds):
+    try:
         with PngImagePlugin.PngImageFile(f"{path}/{i}.png") as im:
             im.load()
-            out[i] = np.frombuffer(im.tobytes(), dtype=np.uint8).reshape(shape)
+            out[row] = np.frombuffer(im.tobytes(), dtype=np.uint8).reshape(out.shape[1:])
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise _damaged(f"{path}/{i}.png", exc) from None
+
+
+def _decode_range(bounds: tuple[int, int]) -> None:
+    path, out = str(_SHARED["path"]), _SHARED["out"]
+    for i in range(*bounds):
+        _decode_into(path, i, out, i)
 
 
 def _encode_range(bounds: tuple[int, int]) -> None:
-    _SHARED["store"]._write_range(_SHARED["path"], _SHARED["images"], *bounds)
+    images, path, level = _SHARED["images"], _SHARED["path"], _SHARED["level"]
+    # Encode in memory, then one open/write/close: skips Pillow's file handling.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    for i in range(*bounds):
+        buf = io.BytesIO()
+        Image.fromarray(images[i]).save(buf, format="PNG", compress_level=level)
+        fd = os.open(_file(path, i), flags, 0o644)
+        try:
+            view = buf.getbuffer()
+            while view:  # a short write (disk nearly full) must not truncate silently
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        _progress(path, i, len(images))
 
 
 def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
@@ -87,73 +130,46 @@ def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
-class TunedPng(ArticlePng):
+class TunedPng(Store):
+    format = "png"
     mode = "tuned"
-    OPTIONS = {"png_compress_level": 6}
-
-    def _save_kwargs(self) -> dict:
-        return {"compress_level": int(self.options["png_compress_level"])}
-
-    def _write_range(self, path: Path, images: np.ndarray, start: int, stop: int) -> None:
-        # Encode in memory, then one open/write/close: skips Pillow's file handling.
-        kwargs = {"format": "PNG", **self._save_kwargs()}
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        for i in range(start, stop):
-            buf = io.BytesIO()
-            Image.fromarray(images[i]).save(buf, **kwargs)
-            fd = os.open(path / f"{i}.png", flags, 0o644)
-            try:
-                view = buf.getbuffer()
-                while view:  # a short write (disk nearly full) must not truncate silently
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-            if i % PROGRESS_EVERY == 0 and i:
-                log.info("%s: %d of %d PNG files written", path.name, i, len(images))
-
-    def _write_labels(self, path: Path, labels: np.ndarray) -> None:
-        np.save(path / "labels.npy", np.asarray(labels, dtype=np.uint8))
-
-    def _read_labels(self, path: Path) -> np.ndarray:
-        return np.load(path / "labels.npy")
 
     def _parallel(self, n: int) -> bool:
         return self.workers > 1 and n >= PARALLEL_MIN_IMAGES
 
-    def _run(self, fn, n: int, **shared: object) -> None:  # noqa: ANN001
+    def _map(self, fn: Callable[[tuple[int, int]], None], n: int, **shared: object) -> None:
+        """Run *fn* over [0, n) in ranges: in a fork pool from PARALLEL_MIN_IMAGES up."""
         _SHARED.update(shared)
         try:
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(self.workers) as pool:
-                pool.map(fn, _ranges(n, self.workers * 4))
+            if self._parallel(n):
+                with multiprocessing.get_context("fork").Pool(self.workers) as pool:
+                    pool.map(fn, _ranges(n, self.workers * 4))
+            else:
+                fn((0, n))
         finally:
             _SHARED.clear()
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-        if self._parallel(len(images)):
-            self._run(_encode_range, len(images), store=self, path=path, images=images)
-        else:
-            self._write_range(path, images, 0, len(images))
-        self._write_labels(path, labels)
+        level = int(self.options["png_compress_level"])
+        self._map(_encode_range, len(images), images=images, path=path, level=level)
+        np.save(path / "labels.npy", np.asarray(labels))
+
+    def _shape(self, path: Path, n: int) -> tuple[int, ...]:
+        with Image.open(_file(path, 0)) as im:
+            return (n, im.height, im.width, len(im.getbands()))
 
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        labels = self._read_labels(path)
-        n = len(labels)
-        with Image.open(path / "0.png") as im:
-            shape = (n, im.height, im.width, len(im.getbands()))
-        if not self._parallel(n):
-            out = np.empty(shape, dtype=np.uint8)
-            _SHARED.update(path=path, out=out)
-            try:
-                _decode_range((0, n))
-            finally:
-                _SHARED.clear()
-            return out, labels
-        # Anonymous shared mapping: written by the forked workers, read by the parent, no copy.
-        buf = mmap.mmap(-1, int(np.prod(shape)), flags=mmap.MAP_SHARED)
-        out = np.frombuffer(buf, dtype=np.uint8).reshape(shape)
-        self._run(_decode_range, n, path=path, out=out)
+        labels = np.load(path / "labels.npy")
+        shape = self._shape(path, len(labels))
+        # Anonymous shared mapping: written by forked workers, read by the parent, no copy.
+        buf = mmap.mmap(-1, max(1, int(np.prod(shape))), flags=mmap.MAP_SHARED)
+        out = np.frombuffer(buf, dtype=np.uint8, count=int(np.prod(shape))).reshape(shape)
+        self._map(_decode_range, len(labels), path=path, out=out)
         return out, labels
 
-
-STORES = {"article": ArticlePng, "tuned": TunedPng}
+    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.load(path / "labels.npy", mmap_mode="r")
+        out = np.empty(self._shape(path, len(indices)), dtype=np.uint8)
+        for row, i in enumerate(indices):
+            _decode_into(str(path), int(i), out, row)
+        return out, np.array(labels[list(indices)])

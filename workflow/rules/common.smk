@@ -1,15 +1,15 @@
 # Helpers for the stage files (config validation, the format x mode x cutoff grid,
 # per-job parameters, the timing-isolation resource). Functions only, no rule definitions.
+# Imports here are light on purpose: no format library, no pandas or matplotlib, so a dry
+# run and the lint need none of them (tests/test_workflow.py proves it).
 import os
-import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir)))
-from imgbench import stores  # noqa: E402
-from imgbench.config import config_hash, normalize  # noqa: E402
+from imgbench import stores
+from imgbench.config import config_hash, normalize
 
 # --config values arrive as strings ("cutoffs=[10,100]" -> ["10", "100"]): fix types first.
 config.update(normalize(config))
@@ -44,47 +44,59 @@ COMBOS = [
 ]
 _check_config()
 CUTOFFS = sorted(config["cutoffs"])
+# The data variant in every target path: results/<kind>/<data>/<mode>/<fmt>/<n>.
+# "cifar32" = CIFAR-10 at 32 px, decoded pixels; sizes and payloads extend this key.
+DATA = "cifar32"
 
-# Timing isolation (see profiles/default/config.yaml): timed jobs claim every unit.
+# Timing isolation (see profiles/default/config.yaml): every rule states its timing_slots,
+# timed jobs claim the whole cap, so a timed job never runs beside any other job. A cap
+# that is missing (e.g. replaced by a command-line --resources) would switch that off
+# silently: stop before any job instead.
 _slots = workflow.global_resources.get("timing_slots")
-TIMING_SLOTS = int(getattr(_slots, "value", _slots) or 1)
-if _slots is None:
-    logger.warning(
-        "timing_slots is not capped (no --workflow-profile profiles/default?): timed jobs "
-        "may run beside other jobs"
+TIMING_SLOTS = getattr(_slots, "value", _slots)
+if not isinstance(TIMING_SLOTS, int) or TIMING_SLOTS < 2:
+    raise WorkflowError(
+        f"timing isolation is off: the timing_slots cap is {TIMING_SLOTS!r} (a command-line "
+        "--resources replaces the profile's, and --workflow-profile none drops it); add "
+        "timing_slots=100 to your --resources, or use the profile: --workflow-profile "
+        "profiles/default"
     )
 
 # The config behind the numbers (figure settings only change how they are drawn).
 MEASURED_CONFIG = {k: v for k, v in config.items() if not k.startswith("figure_")}
 
-# Config keys that change what a timed job measures (figure settings are not among them).
-MEASURE_KEYS = [
-    "cifar_md5",
-    "n_images",
-    "repeats",
-    "warmup",
-    "single_samples",
-    "cold_cache",
-]
+# Config keys that change what each kind of timed job measures: changing one reruns only
+# the jobs whose kind lists it (store options are added per format and mode).
+_DATA_KEYS = ["cifar_md5", "n_images"]
+MEASURE_KEYS = {
+    "build": [*_DATA_KEYS, "repeats", "warmup"],
+    "read_warm": [*_DATA_KEYS, "repeats", "warmup"],
+    "read_cold": [*_DATA_KEYS, "repeats", "warmup", "cold_cache"],
+    "one_write": [*_DATA_KEYS, "repeats", "warmup", "single_samples"],
+    "one_read_warm": [*_DATA_KEYS, "repeats", "warmup", "single_samples"],
+    "one_read_cold": [*_DATA_KEYS, "repeats", "warmup", "single_samples", "cold_cache"],
+}
 
 
 def store_options(wildcards):
     """Flat config keys the store class reads (changing one reruns only that format)."""
-    cls = stores.store_class(wildcards.fmt, wildcards.mode)
-    return {k: config[k] for k in cls.OPTIONS}
+    return {k: config[k] for k in stores.options(wildcards.fmt, wildcards.mode)}
 
 
-def measure_hash(wildcards):
-    """Hash of everything that defines one timed measurement; stamped on every row."""
-    keys = {k: config[k] for k in MEASURE_KEYS}
-    return config_hash(
-        {
-            **keys,
-            **store_options(wildcards),
-            "format": wildcards.fmt,
-            "mode": wildcards.mode,
-        }
-    )
+def measure_hash(kind):
+    """Hash of everything that defines one kind of timed measurement; stamped on every row."""
+
+    def fn(wildcards):
+        keys = {k: config[k] for k in MEASURE_KEYS[kind]}
+        ident = {"format": wildcards.fmt, "mode": wildcards.mode, "kind": kind}
+        return config_hash({**keys, **store_options(wildcards), **ident})
+
+    return fn
+
+
+def measure_params(kind):
+    """The config keys of one kind of job, as rule params (Snakemake reruns on change)."""
+    return {k: config[k] for k in MEASURE_KEYS[kind] if k not in _DATA_KEYS}
 
 
 def job_threads(wildcards):
@@ -100,22 +112,26 @@ def job_threads(wildcards):
 
 
 def many_targets(pattern):
-    return [pattern.format(mode=m, fmt=f, n=n) for m, f in COMBOS for n in CUTOFFS]
+    return [
+        pattern.format(data=DATA, mode=m, fmt=f, n=n)
+        for m, f in COMBOS
+        for n in CUTOFFS
+    ]
 
 
 def single_targets(pattern):
-    return [pattern.format(mode=m, fmt=f) for m, f in COMBOS]
+    return [pattern.format(data=DATA, mode=m, fmt=f) for m, f in COMBOS]
 
 
 TIMINGS = (
-    many_targets("results/timings/write_many/{mode}/{fmt}/{n}.json")
-    + many_targets("results/timings/read_many_warm/{mode}/{fmt}/{n}.json")
-    + many_targets("results/timings/read_many_cold/{mode}/{fmt}/{n}.json")
-    + single_targets("results/timings/write_one/{mode}/{fmt}.json")
-    + single_targets("results/timings/read_one_warm/{mode}/{fmt}.json")
-    + single_targets("results/timings/read_one_cold/{mode}/{fmt}.json")
+    many_targets("results/timings/write_many/{data}/{mode}/{fmt}/{n}.json")
+    + many_targets("results/timings/read_many_warm/{data}/{mode}/{fmt}/{n}.json")
+    + many_targets("results/timings/read_many_cold/{data}/{mode}/{fmt}/{n}.json")
+    + single_targets("results/timings/write_one/{data}/{mode}/{fmt}.json")
+    + single_targets("results/timings/read_one_warm/{data}/{mode}/{fmt}.json")
+    + single_targets("results/timings/read_one_cold/{data}/{mode}/{fmt}.json")
 )
-DISK = many_targets("results/du/{mode}/{fmt}/{n}.json")
+DISK = many_targets("results/du/{data}/{mode}/{fmt}/{n}.json")
 FIGURES = {
     name: f"results/figures/{name}.{config['figure_format']}"
     for name in [

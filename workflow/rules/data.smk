@@ -10,7 +10,10 @@ rule download:
         "results/benchmarks/download.tsv"
     conda:
         "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
     params:
+        step="imgbench.download:download",
         url=config["cifar_url"],
         md5=config["cifar_md5"],
     script:
@@ -21,32 +24,39 @@ rule unpickle:
     input:
         archive=rules.download.output.archive,
     output:
-        images="results/data/train_images.npy",
-        labels="results/data/train_labels.npy",
+        images="results/data/cifar32/train_images.npy",
+        labels="results/data/cifar32/train_labels.npy",
     log:
         "results/logs/unpickle.log",
     benchmark:
         "results/benchmarks/unpickle.tsv"
     conda:
         "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        step="imgbench.data:unpickle",
     script:
         "../scripts/step.py"
 
 
 rule double:
     input:
-        images=rules.unpickle.output.images,
-        labels=rules.unpickle.output.labels,
+        images_in=rules.unpickle.output.images,
+        labels_in=rules.unpickle.output.labels,
     output:
-        images="results/data/images.npy",
-        labels="results/data/labels.npy",
+        images="results/data/{data}/images.npy",
+        labels="results/data/{data}/labels.npy",
     log:
-        "results/logs/double.log",
+        "results/logs/double/{data}.log",
     benchmark:
-        "results/benchmarks/double.tsv"
+        "results/benchmarks/double/{data}.tsv"
     conda:
         "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
     params:
+        step="imgbench.data:repeat_to",
         n_images=config["n_images"],
     script:
         "../scripts/step.py"

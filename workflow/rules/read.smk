@@ -1,72 +1,81 @@
-# Stage 6 (timed reads): read every store back, warm and cold cache as separate rules.
+# Stage 6 (timed reads): read every store back, warm and cold cache as separate rules that
+# share one definition (the cold rule overrides only its outputs and its cache params).
 # Every read is verified against the source pixels and labels outside the timed section.
 
 
 rule read_many_warm:
     input:
-        store="results/stores/{mode}/{fmt}/{n}",
+        store="results/stores/{data}/{mode}/{fmt}/{n}",
         images=rules.double.output.images,
         labels=rules.double.output.labels,
     output:
-        result="results/timings/read_many_warm/{mode}/{fmt}/{n}.json",
+        result="results/timings/read_many_warm/{data}/{mode}/{fmt}/{n}.json",
     log:
-        "results/logs/read_many_warm/{mode}/{fmt}/{n}.log",
+        "results/logs/read_many_warm/{data}/{mode}/{fmt}/{n}.log",
     benchmark:
-        "results/benchmarks/read_many_warm/{mode}/{fmt}/{n}.tsv"
+        "results/benchmarks/read_many_warm/{data}/{mode}/{fmt}/{n}.tsv"
     conda:
         "../../envs/bench.yaml"
     threads: job_threads
     resources:
         timing_slots=TIMING_SLOTS,
     params:
+        **measure_params("read_warm"),
+        experiment="read_many",
+        cache="warm",
         options=store_options,
-        repeats=config["repeats"],
-        warmup=config["warmup"],
-        cold_cache=config["cold_cache"],
-        config_hash=measure_hash,
+        config_hash=measure_hash("read_warm"),
     script:
         "../scripts/step.py"
 
 
 use rule read_many_warm as read_many_cold with:
     output:
-        result="results/timings/read_many_cold/{mode}/{fmt}/{n}.json",
+        result="results/timings/read_many_cold/{data}/{mode}/{fmt}/{n}.json",
     log:
-        "results/logs/read_many_cold/{mode}/{fmt}/{n}.log",
+        "results/logs/read_many_cold/{data}/{mode}/{fmt}/{n}.log",
     benchmark:
-        "results/benchmarks/read_many_cold/{mode}/{fmt}/{n}.tsv"
+        "results/benchmarks/read_many_cold/{data}/{mode}/{fmt}/{n}.tsv"
+    params:
+        **measure_params("read_cold"),
+        cache="cold",
+        config_hash=measure_hash("read_cold"),
 
 
 rule read_one_warm:
     input:
-        stores="results/stores_single/{mode}/{fmt}",
+        store="results/stores_single/{data}/{mode}/{fmt}",
         images=rules.double.output.images,
         labels=rules.double.output.labels,
     output:
-        result="results/timings/read_one_warm/{mode}/{fmt}.json",
+        result="results/timings/read_one_warm/{data}/{mode}/{fmt}.json",
     log:
-        "results/logs/read_one_warm/{mode}/{fmt}.log",
+        "results/logs/read_one_warm/{data}/{mode}/{fmt}.log",
     benchmark:
-        "results/benchmarks/read_one_warm/{mode}/{fmt}.tsv"
+        "results/benchmarks/read_one_warm/{data}/{mode}/{fmt}.tsv"
     conda:
         "../../envs/bench.yaml"
     resources:
         timing_slots=TIMING_SLOTS,
     params:
+        **measure_params("one_read_warm"),
+        experiment="read_one",
+        cache="warm",
         options=store_options,
-        repeats=config["repeats"],
-        warmup=config["warmup"],
         n_images=config["n_images"],
-        cold_cache=config["cold_cache"],
-        config_hash=measure_hash,
+        config_hash=measure_hash("one_read_warm"),
     script:
         "../scripts/step.py"
 
 
 use rule read_one_warm as read_one_cold with:
     output:
-        result="results/timings/read_one_cold/{mode}/{fmt}.json",
+        result="results/timings/read_one_cold/{data}/{mode}/{fmt}.json",
     log:
-        "results/logs/read_one_cold/{mode}/{fmt}.log",
+        "results/logs/read_one_cold/{data}/{mode}/{fmt}.log",
     benchmark:
-        "results/benchmarks/read_one_cold/{mode}/{fmt}.tsv"
+        "results/benchmarks/read_one_cold/{data}/{mode}/{fmt}.tsv"
+    params:
+        **measure_params("one_read_cold"),
+        cache="cold",
+        config_hash=measure_hash("one_read_cold"),

@@ -1,17 +1,43 @@
-# Stage 7-9 (untimed): disk use, tables, figures, provenance.
+# Stage 7-9 (untimed): disk use, device limits, tables, figures, provenance.
 
 
 rule du:
     input:
-        store="results/stores/{mode}/{fmt}/{n}",
+        store="results/stores/{data}/{mode}/{fmt}/{n}",
     output:
-        result="results/du/{mode}/{fmt}/{n}.json",
+        result="results/du/{data}/{mode}/{fmt}/{n}.json",
     log:
-        "results/logs/du/{mode}/{fmt}/{n}.log",
+        "results/logs/du/{data}/{mode}/{fmt}/{n}.log",
     benchmark:
-        "results/benchmarks/du/{mode}/{fmt}/{n}.tsv"
+        "results/benchmarks/du/{data}/{mode}/{fmt}/{n}.tsv"
     conda:
         "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        step="imgbench.du:record",
+    script:
+        "../scripts/step.py"
+
+
+# Sequential bandwidth and 4 KiB random-read IOPS of the file system under results/, with
+# O_DIRECT: the limits cold reads are read against. A measurement, so it runs alone.
+rule device:
+    output:
+        device="results/device.json",
+    log:
+        "results/logs/device.log",
+    benchmark:
+        "results/benchmarks/device.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=TIMING_SLOTS,
+    params:
+        step="imgbench.device:record",
+        directory=lambda wildcards, output: Path(output.device).parent / "device-probe",
+        file_mib=config["device_probe_mib"],
+        seconds=config["device_probe_seconds"],
     script:
         "../scripts/step.py"
 
@@ -19,7 +45,7 @@ rule du:
 rule tables:
     input:
         timings=TIMINGS,
-        disk=DISK,
+        du=DISK,
     output:
         **{k: report(v, category="Tables") for k, v in TABLES.items()},
     log:
@@ -28,14 +54,18 @@ rule tables:
         "results/benchmarks/tables.tsv"
     conda:
         "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        step="imgbench.aggregate:write_tables",
     script:
         "../scripts/step.py"
 
 
 rule figures:
     input:
-        summary=TABLES["summary"],
-        disk=TABLES["disk"],
+        summary_csv=TABLES["summary"],
+        disk_csv=TABLES["disk"],
     output:
         **{
             k: report(v, caption=f"../report/{k}.rst", category="Figures")
@@ -47,13 +77,18 @@ rule figures:
         "results/benchmarks/figures.tsv"
     conda:
         "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
     params:
+        step="imgbench.figures:write_figures",
         dpi=config["figure_dpi"],
     script:
         "../scripts/step.py"
 
 
 rule provenance:
+    input:
+        device=rules.device.output.device,
     output:
         provenance="results/provenance.json",
     log:
@@ -62,7 +97,10 @@ rule provenance:
         "results/benchmarks/provenance.tsv"
     conda:
         "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
     params:
+        step="imgbench.provenance:record",
         config=MEASURED_CONFIG,
         results_dir=lambda wildcards, output: Path(output.provenance).parent,
         repo_dir=workflow.basedir,

@@ -1,4 +1,4 @@
-# Stage 4-5 (timed writes): one store per mode, format and cutoff; one-image stores.
+# Stage 4-5 (timed writes): one store per data, mode, format and cutoff; one-image stores.
 # Each build runs alone (timing_slots) and times only the store's write calls.
 
 
@@ -7,22 +7,22 @@ rule build_store:
         images=rules.double.output.images,
         labels=rules.double.output.labels,
     output:
-        store=directory("results/stores/{mode}/{fmt}/{n}"),
-        result="results/timings/write_many/{mode}/{fmt}/{n}.json",
+        store=directory("results/stores/{data}/{mode}/{fmt}/{n}"),
+        result="results/timings/write_many/{data}/{mode}/{fmt}/{n}.json",
     log:
-        "results/logs/build_store/{mode}/{fmt}/{n}.log",
+        "results/logs/build_store/{data}/{mode}/{fmt}/{n}.log",
     benchmark:
-        "results/benchmarks/build_store/{mode}/{fmt}/{n}.tsv"
+        "results/benchmarks/build_store/{data}/{mode}/{fmt}/{n}.tsv"
     conda:
         "../../envs/bench.yaml"
     threads: job_threads
     resources:
         timing_slots=TIMING_SLOTS,
     params:
+        **measure_params("build"),
+        experiment="build_store",
         options=store_options,
-        repeats=config["repeats"],
-        warmup=config["warmup"],
-        config_hash=measure_hash,
+        config_hash=measure_hash("build"),
     script:
         "../scripts/step.py"
 
@@ -32,22 +32,21 @@ rule write_one:
         images=rules.double.output.images,
         labels=rules.double.output.labels,
     output:
-        stores=directory("results/stores_single/{mode}/{fmt}"),
-        result="results/timings/write_one/{mode}/{fmt}.json",
+        store=directory("results/stores_single/{data}/{mode}/{fmt}"),
+        result="results/timings/write_one/{data}/{mode}/{fmt}.json",
     log:
-        "results/logs/write_one/{mode}/{fmt}.log",
+        "results/logs/write_one/{data}/{mode}/{fmt}.log",
     benchmark:
-        "results/benchmarks/write_one/{mode}/{fmt}.tsv"
+        "results/benchmarks/write_one/{data}/{mode}/{fmt}.tsv"
     conda:
         "../../envs/bench.yaml"
     resources:
         timing_slots=TIMING_SLOTS,
     params:
+        **measure_params("one_write"),
+        experiment="write_one",
         options=store_options,
-        repeats=config["repeats"],
-        warmup=config["warmup"],
         n_images=config["n_images"],
-        samples=config["single_samples"],
-        config_hash=measure_hash,
+        config_hash=measure_hash("one_write"),
     script:
         "../scripts/step.py"

@@ -1,10 +1,6 @@
-"""Entry point of every rule: hand the job to imgbench.snake (the logic lives in the package)."""
+"""Entry point of every rule: hand the job to imgbench.snake (the logic lives in the package,
+installed into the environment the job runs in)."""
 
-import sys
-from pathlib import Path
+from imgbench.snake import run
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))
-
-from imgbench.snake import run  # noqa: E402
-
-run(snakemake)
+run(snakemake)  # noqa: F821 - injected by Snakemake's script: directive

@@ -1,0 +1,211 @@
+"""The timed experiments: one function per kind of timed job, each taking one :class:`Job`.
+
+Each writes one JSON result (:class:`imgbench.results.Result`). Repeats and warmups are
+split by :func:`imgbench.timing.measure` alone; the timed section covers only the store
+operation: loading the source, eviction, residency checks and verification happen
+outside it, in its ``before``/``after`` hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgbench import cache, verify
+from imgbench.atomic import atomic_path, fsync_tree, remove
+from imgbench.data import load_source
+from imgbench.du import disk_use
+from imgbench.errors import BenchError, StoreError
+from imgbench.job import Job
+from imgbench.names import Cache, Op
+from imgbench.results import Result
+from imgbench.stores import get_store
+from imgbench.stores.base import Store
+from imgbench.timing import measure
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _disk_full_is_clear(job: Job) -> Iterator[None]:
+    """Turn ENOSPC from any library (OSError, h5py, lmdb) into one line with the fix."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
+            raise StoreError(
+                f"{job.store}: no space left on device while writing the {job.fmt} store "
+                f"({' '.join(str(exc).split())}); free space or move results/ to a larger "
+                "file system, then rerun"
+            ) from None
+        raise
+
+
+@contextlib.contextmanager
+def _damage_is_clear(job: Job) -> Iterator[None]:
+    """Any library error while reading a store becomes one line naming the store and the fix
+    (formats name the file or key themselves where they can)."""
+    try:
+        yield
+    except BenchError:
+        raise
+    except Exception as exc:
+        raise StoreError(
+            f"{job.store}: cannot read the {job.mode} {job.fmt} store ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())}); it is damaged or incomplete: delete it and rerun "
+            "the build"
+        ) from None
+
+
+def _store(job: Job, workers: int | None = None) -> Store:
+    return get_store(job.fmt, job.mode, job.options, job.workers if workers is None else workers)
+
+
+def sample_ids(n_images: int, k: int, seed: int = 0) -> list[int]:
+    """*k* distinct image ids spread over the data set (fixed seed: same ids every run)."""
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(n_images, size=min(k, n_images), replace=False))
+
+
+def _joined(old: str | None, new: str) -> str:
+    """Comma-joined set of the values seen over the repeats (usually just one)."""
+    return ",".join(sorted(set(filter(None, (old or "").split(","))) | {new}))
+
+
+def _prepare_cache(res: Result, job: Job, path: Path, files: list[Path]) -> None:
+    """Right before a timed read: evict and prove it cold, or make and prove it warm.
+
+    Cold: nothing of the store is opened after :func:`cache.evict` returns (a ``full``
+    eviction dropped its inodes and dentries too). Warm: read in first if needed.
+    """
+    if job.cache == Cache.COLD:
+        ev = cache.evict(path, job.evict, files)
+        res.evict_method = _joined(res.evict_method, ev.method)
+        res.cache_scope = _joined(res.cache_scope, ev.scope)
+        res.resident_fraction.append(ev.fraction)
+    else:
+        fraction = cache.make_resident(files)
+        scope = "resident" if fraction >= cache.WARM_LIMIT else "partial"
+        res.cache_scope = _joined(res.cache_scope, scope)
+        res.resident_fraction.append(fraction)
+
+
+def build_store(job: Job) -> dict[str, Any]:
+    """Build the store *repeats* (+ *warmup*) times from scratch, keep the last one.
+
+    Each build goes to a temporary sibling directory that is renamed to ``job.store``
+    only after the last timed build has completed and been flushed to disk.
+    """
+    res = Result.for_job(job, Op.WRITE_MANY)
+    src_images, src_labels = load_source(job.images, job.labels, job.n)
+    src_images, src_labels = np.array(src_images), np.array(src_labels)  # in RAM, untimed
+    store = _store(job)
+
+    with atomic_path(job.store) as tmp:
+
+        def fresh(_: None, timed: bool) -> None:
+            remove(tmp)
+            tmp.mkdir(parents=True)
+            # Untimed: flush the delete and the new directory, so the timed flush below
+            # pays for this build's data only.
+            fsync_tree(tmp)
+
+        def done(_: None, out: object, timed: bool) -> None:
+            log.info("build %s: %s build done", job.what, "timed" if timed else "warmup")
+
+        with _disk_full_is_clear(job):
+            measure(
+                res,
+                lambda _: store.write_many(tmp, src_images, src_labels),
+                before=fresh,
+                after=done,
+                flush=lambda _: fsync_tree(tmp),  # the same flush for every format: durable
+            )
+    res.extra["options"] = dict(store.options)
+    res.extra["library_sync"] = store.library_sync
+    return res.save(job.result)
+
+
+def read_many(job: Job) -> dict[str, Any]:
+    """Time reading the whole store into arrays, warm or cold, verifying every read."""
+    res = Result.for_job(job, Op.READ_MANY)
+    src_images, src_labels = load_source(job.images, job.labels, job.n)
+    store = _store(job)
+    files = cache.store_files(job.store)  # listed once: 100k PNG files take a second
+
+    def before(_: None, timed: bool) -> None:
+        if timed:
+            _prepare_cache(res, job, job.store, files)
+
+    def after(_: None, got: tuple[np.ndarray, np.ndarray], timed: bool) -> None:
+        verify.against_source(job.what, got, src_images, src_labels)
+
+    with _damage_is_clear(job):
+        measure(res, lambda _: store.read_many(job.store), (None,), before, after)
+    res.verified = True
+    return res.save(job.result)
+
+
+def write_one(job: Job) -> dict[str, Any]:
+    """Time storing one image in its own store, for many ids; keep the last stores."""
+    ids = sample_ids(job.n_images, job.samples)
+    src_images, src_labels = load_source(job.images, job.labels, job.n_images)
+    store = _store(job, workers=1)
+    res = Result.for_job(job, Op.WRITE_ONE, n_images=1)
+    res.threads = 1
+    with atomic_path(job.store) as tmp, _disk_full_is_clear(job):
+
+        def fresh(i: int, timed: bool) -> None:
+            if i == ids[0]:  # a new round: every id gets a new store
+                remove(tmp)
+                tmp.mkdir(parents=True)
+            (tmp / f"{i:08}").mkdir()
+
+        def write(i: int) -> None:
+            store.write_one(tmp / f"{i:08}", np.array(src_images[i]), int(src_labels[i]))
+
+        measure(res, write, ids, fresh, flush=lambda i: fsync_tree(tmp / f"{i:08}"))
+        res.extra["single_store_disk"] = disk_use(tmp / f"{ids[0]:08}")
+    res.extra["ids"] = ids
+    res.extra["library_sync"] = store.library_sync
+    return res.save(job.result)
+
+
+def read_one(job: Job) -> dict[str, Any]:
+    """Time reading one image from its single-image store, warm or cold, verified."""
+    src_images, src_labels = load_source(job.images, job.labels, job.n_images)
+    store = _store(job, workers=1)
+    res = Result.for_job(job, Op.READ_ONE, n_images=1)
+    res.threads = 1
+    ids = sorted(int(p.name) for p in job.store.iterdir() if p.is_dir() and p.name.isdigit())
+    if not ids:
+        raise StoreError(f"{job.store}: no single-image stores; rerun the write_one step")
+    files = {i: cache.store_files(job.store / f"{i:08}") for i in ids}
+
+    def before(i: int, timed: bool) -> None:
+        if timed:
+            _prepare_cache(res, job, job.store / f"{i:08}", files[i])
+
+    def after(i: int, got: tuple[np.ndarray, int], timed: bool) -> None:
+        image, label = got
+        verify.check(
+            f"{job.store / f'{i:08}'} ({job.mode} {job.fmt})",
+            np.asarray(image)[None],
+            np.asarray([label]),
+            np.asarray(src_images[i])[None],
+            np.asarray([src_labels[i]]),
+        )
+
+    with _damage_is_clear(job):
+        measure(res, lambda i: store.read_one(job.store / f"{i:08}"), ids, before, after)
+    res.verified = True
+    res.extra["ids"] = ids
+    return res.save(job.result)

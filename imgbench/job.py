@@ -1,0 +1,56 @@
+"""One small typed object per job: everything an experiment needs, as plain values.
+
+Built once from the Snakemake object (:func:`imgbench.snake.job`) or by hand in tests and
+scripts, then passed whole to the experiment functions in :mod:`imgbench.experiments`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgbench.names import Cache, Evict
+
+
+@dataclass(frozen=True)
+class Job:
+    """One timed job: which store, which data, how often, and where results go."""
+
+    fmt: str
+    mode: str
+    #: images in the store (the cutoff); 1 for single-image jobs
+    n: int
+    #: the source arrays (the doubled data set) and how many images they hold
+    images: Path
+    labels: Path
+    #: the store directory (written by builds, read by reads)
+    store: Path
+    #: the result JSON
+    result: Path
+    repeats: int = 3
+    warmup: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
+    cache: Cache = Cache.NONE
+    evict: Evict = Evict.AUTO
+    #: image ids of the single-image experiments
+    samples: int = 100
+    #: size of the data set the single-image ids are drawn from (0 = n)
+    n_images: int = 0
+    #: the data variant, as in the target paths (e.g. "cifar32")
+    data: str = "cifar32"
+    config_hash: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("images", "labels", "store", "result"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+        object.__setattr__(self, "cache", Cache(self.cache))
+        object.__setattr__(self, "evict", Evict(self.evict))
+        if not self.n_images:
+            object.__setattr__(self, "n_images", self.n)
+
+    @property
+    def what(self) -> str:
+        """How errors and logs name this job's store."""
+        return f"{self.store} ({self.mode} {self.fmt})"

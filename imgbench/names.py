@@ -1,0 +1,48 @@
+"""The shared vocabulary, defined once: modes, operations, cache states, cold-cache scopes.
+
+They are ``StrEnum``s, so they compare equal to (and serialise as) the plain strings in
+result files, rule params and table columns.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    """Which code writes and reads a store."""
+
+    ARTICLE = "article"  # the 2019 article's code, made to run correctly
+    TUNED = "tuned"  # each format the way a careful engineer uses it
+
+
+class Op(StrEnum):
+    """What a timed measurement times."""
+
+    WRITE_MANY = "write_many"
+    READ_MANY = "read_many"
+    WRITE_ONE = "write_one"
+    READ_ONE = "read_one"
+
+
+class Cache(StrEnum):
+    """Page-cache state of the store when a timed read starts (writes: none)."""
+
+    WARM = "warm"
+    COLD = "cold"
+    NONE = "none"
+
+
+class Evict(StrEnum):
+    """How cold reads evict the store (config key ``cold_cache``)."""
+
+    AUTO = "auto"  # fadvise, then drop_caches (root) if pages stayed, then inodes/dentries
+    FADVISE = "fadvise"  # posix_fadvise(DONTNEED) on every file: no root needed
+    DROP_CACHES = "drop_caches"  # /proc/sys/vm/drop_caches (root)
+
+
+class ColdScope(StrEnum):
+    """What a cold read had evicted before its timer started."""
+
+    DATA = "data"  # the store's file pages; inodes and directory entries still cached
+    FULL = "full"  # file pages, and the inode and dentry caches dropped too

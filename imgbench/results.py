@@ -1,0 +1,76 @@
+"""The result of one timed job, as written to ``results/timings/**.json``."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgbench.atomic import atomic_path
+from imgbench.job import Job
+from imgbench.timing import summarize
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Atomic JSON write (a killed job never leaves a truncated result)."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@dataclass
+class Result:
+    """One timed measurement: its identity, every sample, and how it was taken."""
+
+    format: str
+    mode: str
+    operation: str
+    cache: str
+    n_images: int
+    data: str = "cifar32"
+    samples: list[float] = field(default_factory=list)
+    warmup_samples: list[float] = field(default_factory=list)
+    #: writes: seconds until the library call returned (``samples``: until durable)
+    returned_samples: list[float] = field(default_factory=list)
+    repeats: int = 0
+    warmup: int = 0
+    threads: int = 1
+    verified: bool = False
+    resident_fraction: list[float] = field(default_factory=list)
+    evict_method: str | None = None
+    #: cold: "data" or "full" (see imgbench.names.ColdScope); warm: "resident" or "partial"
+    cache_scope: str | None = None
+    config_hash: str = ""
+    #: seconds from process start to the first run, warmup or timed (the job's start-up cost)
+    startup_s: float | None = None
+    node: str = field(default_factory=socket.gethostname)
+    start: float = field(default_factory=time.time)
+    end: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_job(cls, job: Job, operation: str, n_images: int | None = None) -> Result:
+        """A result stamped with the job's identity and measurement settings."""
+        return cls(
+            job.fmt,
+            job.mode,
+            operation,
+            str(job.cache),
+            job.n if n_images is None else n_images,
+            data=job.data,
+            repeats=job.repeats,
+            warmup=job.warmup,
+            threads=job.workers,
+            config_hash=job.config_hash,
+        )
+
+    def save(self, path: Path) -> dict[str, Any]:
+        """Stamp the end time, write the JSON atomically (statistics included), return it."""
+        self.end = time.time()
+        out = asdict(self)
+        out["stats"] = summarize(self.samples)
+        write_json(path, out)
+        return out
