@@ -26,6 +26,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/store.smk"
 include: "workflow/rules/read.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/claims.smk"
 
 
 # Tiny untimed steps stay on the submitting host under a cluster executor.

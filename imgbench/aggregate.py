@@ -27,10 +27,15 @@ def _load(paths: Iterable[Path]) -> list[dict]:
         out.append(r)
         if r.get("returned_samples"):
             returned = {**r, "samples": r["returned_samples"], "returned_samples": []}
+            returned["cpu_user_s"] = returned["cpu_sys_s"] = []  # measured until durable
             returned["operation"] = f"{r['operation']}_returned"
             returned["stats"] = summarize(r["returned_samples"])
             out.append(returned)
     return out
+
+
+def _median(values: list[float] | None) -> float:
+    return float(np.median(values)) if values else np.nan
 
 
 def samples_table(results: list[dict]) -> pd.DataFrame:
@@ -69,6 +74,8 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
                 "cache_scope": r.get("cache_scope"),
                 "library_sync": r.get("extra", {}).get("library_sync"),
                 "startup_s": r.get("startup_s"),
+                "cpu_user_s": _median(r.get("cpu_user_s")),
+                "cpu_sys_s": _median(r.get("cpu_sys_s")),
                 "threads": r["threads"],
                 "repeats": r["repeats"],
                 "warmup": r["warmup"],
@@ -210,15 +217,66 @@ def markdown_summary(summary: pd.DataFrame, disk: pd.DataFrame, art: pd.DataFram
     return "\n".join(out)
 
 
-def write_tables(timings: list[Path], du: list[Path], **outputs: Path) -> None:
-    """The tables rule: samples, summary, disk, article comparison (CSV), markdown summary."""
+def _extras(results: list[dict], claim_runs: list[Path]) -> dict:
+    """What the claims and reproduction tables need beyond summary and disk."""
+    extras: dict = {
+        "single_disk": {
+            (r["format"], r["mode"]): r["extra"]["single_store_disk"]
+            for r in results
+            if r["operation"] == "write_one" and "single_store_disk" in r.get("extra", {})
+        }
+    }
+    for p in claim_runs:
+        extras[Path(p).stem] = json.loads(Path(p).read_text())
+    return extras
+
+
+def _spread_note(summary: pd.DataFrame) -> list[str]:
+    flagged = summary[summary["spread_flag"]] if len(summary) else summary
+    return [
+        "## Repeats that disagree",
+        "",
+        f"{len(flagged)} of {len(summary)} measurements have repeats spreading more than "
+        f"{SPREAD_LIMIT:.0%} ((max - min) / median; MLPerf Storage's rule); they are flagged "
+        "in summary.csv (`spread_flag`). Read their medians with that spread in mind.",
+        "",
+    ]
+
+
+def write_tables(
+    timings: list[Path], du: list[Path], claim_runs: list[Path], **outputs: Path
+) -> None:
+    """The tables rule: samples, summary, disk, article comparison, reproduction and claims
+    (CSV), and the markdown summary."""
+    from imgbench.claims import claims_markdown, claims_table
+    from imgbench.reproduction import reproduction_markdown, reproduction_table
+
     results = _load(timings)
     summary = summary_table(results)
     dsk = disk_table(_load(du))
     art = article_table(summary, dsk)
-    frames = {"samples": samples_table(results), "summary": summary, "disk": dsk, "article": art}
+    extras = _extras(results, claim_runs)
+    claims = claims_table(summary, dsk, extras)
+    repro = reproduction_table(summary, dsk, extras)
+    frames = {
+        "samples": samples_table(results),
+        "summary": summary,
+        "disk": dsk,
+        "article": art,
+        "claims": claims,
+        "reproduction": repro,
+    }
     for name, df in frames.items():
         with atomic_path(outputs[name]) as tmp:
             df.to_csv(tmp, index=False)
+    text = "\n".join(
+        [
+            markdown_summary(summary, dsk, art),
+            *_spread_note(summary),
+            reproduction_markdown(repro),
+            "",
+            claims_markdown(claims),
+        ]
+    )
     with atomic_path(outputs["markdown"]) as tmp:
-        tmp.write_text(markdown_summary(summary, dsk, art))
+        tmp.write_text(text)

@@ -35,6 +35,9 @@ class Result:
     warmup_samples: list[float] = field(default_factory=list)
     #: writes: seconds until the library call returned (``samples``: until durable)
     returned_samples: list[float] = field(default_factory=list)
+    #: user and kernel CPU seconds per timed sample (kernel time tells machine noise apart)
+    cpu_user_s: list[float] = field(default_factory=list)
+    cpu_sys_s: list[float] = field(default_factory=list)
     repeats: int = 0
     warmup: int = 0
     threads: int = 1

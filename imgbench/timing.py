@@ -63,6 +63,7 @@ def measure(
                 before(item, timed)
             if res.startup_s is None:
                 res.startup_s = process_age()
+            cpu0 = os.times()
             t0 = time.perf_counter()
             out = fn(item)
             dt = time.perf_counter() - t0
@@ -71,6 +72,14 @@ def measure(
                 if timed:
                     res.returned_samples.append(dt)
                 dt = time.perf_counter() - t0
+            if timed:  # user and kernel CPU of the job and its finished workers, per repeat
+                cpu1 = os.times()
+                res.cpu_user_s.append(
+                    cpu1.user + cpu1.children_user - cpu0.user - cpu0.children_user
+                )
+                res.cpu_sys_s.append(
+                    cpu1.system + cpu1.children_system - cpu0.system - cpu0.children_system
+                )
             if after is not None:
                 after(item, out, timed)
             del out

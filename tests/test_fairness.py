@@ -156,3 +156,20 @@ def test_spread_flag_marks_repeats_that_disagree():
         )
     df = aggregate.summary_table(rows)
     assert list(df["spread_flag"]) == [False, True]
+
+
+def test_no_timed_build_follows_a_delete(tmp_path, source, monkeypatch):
+    from imgbench.stores.npy import NpyStore
+
+    events: list[str] = []
+    real_write, real_remove = NpyStore.write_many, experiments.remove
+    monkeypatch.setattr(
+        NpyStore, "write_many", lambda self, *a: events.append("build") or real_write(self, *a)
+    )
+    monkeypatch.setattr(experiments, "remove", lambda p: events.append("delete") or real_remove(p))
+    job = make_job(tmp_path, source[:2], "npy", "tuned", 100, repeats=3, warmup=1)
+    r = experiments.build_store(job)
+    assert events == ["build"] * 4 + ["delete"] * 3  # earlier builds go only after the last
+    assert len(r["cpu_user_s"]) == len(r["cpu_sys_s"]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert job.store.is_dir()

@@ -86,7 +86,7 @@ def test_pipeline_runs_through_slurm(tmp_path: Path) -> None:
 
     # The jobs really went through SLURM, completed, on our node; local rules did not.
     rules = sorted(j.get("Rule", "") for j in jobs)
-    assert len(jobs) == 9, rules
+    assert len(jobs) == 10, rules  # 9 pipeline jobs + the device probe
     assert all(j["JobState"] == "COMPLETED" for j in jobs), jobs
     assert all(j["NodeList"] == info.node_name for j in jobs)
     assert TIMED_RULES <= set(rules)

@@ -193,7 +193,7 @@ def test_timed_jobs_never_overlap_any_job(tiny_run: Path) -> None:
         found = re.findall(r"job window: ([\d.]+) ([\d.]+)", log.read_text())
         assert len(found) == 1, f"{log}: no job window logged"
         windows.append((float(found[0][0]), float(found[0][1]), str(log)))
-    assert len(windows) == len(timed) + 7 * 2 + 7  # + du per store, + 7 untimed jobs
+    assert len(windows) == len(timed) + 7 * 2 + 9  # + du per store, + 9 other jobs
     for s1, e1, a in timed:
         for s2, e2, b in windows:
             timed_log = Path(b).relative_to(tiny_run / "results" / "logs").parts[0]
@@ -248,6 +248,8 @@ def test_store_option_reruns_only_that_format(tiny_run: Path) -> None:
                 "read_one_warm": 7,
                 "read_one_cold": 7,
                 "du": 14,  # downstream of the rebuilt stores
+                "claim_lmdb_map_full": 1,
+                "claim_lazy_items": 1,
             },
         ),
     ],

@@ -46,6 +46,7 @@ rule tables:
     input:
         timings=TIMINGS,
         du=DISK,
+        claim_runs=CLAIM_RUNS,
     output:
         **{k: report(v, category="Tables") for k, v in TABLES.items()},
     log:

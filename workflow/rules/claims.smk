@@ -1,0 +1,48 @@
+# Two small untimed experiments for article claims no timing table decides (see
+# imgbench/claim_runs.py). They need the article-mode stores at the largest cutoff.
+
+
+rule claim_lmdb_map_full:
+    input:
+        store=f"results/stores/{{data}}/article/lmdb/{CUTOFFS[-1]}",
+        images=rules.double.output.images,
+        labels=rules.double.output.labels,
+    output:
+        result="results/claims/{data}/lmdb_map_full.json",
+    log:
+        "results/logs/claims/{data}/lmdb_map_full.log",
+    benchmark:
+        "results/benchmarks/claims/{data}/lmdb_map_full.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        step="imgbench.claim_runs:lmdb_map_full",
+        n=CUTOFFS[-1],
+    script:
+        "../scripts/step.py"
+
+
+rule claim_lazy_items:
+    input:
+        stores=[
+            f"results/stores/{{data}}/article/{fmt}/{CUTOFFS[-1]}"
+            for fmt in LAZY_FORMATS
+        ],
+    output:
+        result="results/claims/{data}/lazy_items.json",
+    log:
+        "results/logs/claims/{data}/lazy_items.log",
+    benchmark:
+        "results/benchmarks/claims/{data}/lazy_items.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        step="imgbench.claim_runs:lazy_items",
+        formats=LAZY_FORMATS,
+        n=CUTOFFS[-1],
+    script:
+        "../scripts/step.py"
