@@ -20,6 +20,9 @@ wildcard_constraints:
     fmt="[a-z0-9_]+",
     n=r"\d+",
     cache="warm|cold",
+    pattern="sequential|shuffled|random",
+    readers=r"\d+",
+    kind="process|thread",
 
 
 include: "workflow/rules/data.smk"

@@ -34,6 +34,17 @@ def _load(paths: Iterable[Path]) -> list[dict]:
     return out
 
 
+def _spread(r: dict) -> float:
+    """(max - min) / median over the repeats. One-image jobs time many ids per repeat: their
+    repeats are compared by each repeat's median (the ids' spread is not noise)."""
+    samples = np.asarray(r["samples"], dtype=float)
+    ids = r.get("extra", {}).get("ids") or []
+    if len(ids) > 1 and len(samples) % len(ids) == 0:
+        samples = np.median(samples.reshape(-1, len(ids)), axis=1)
+    med = float(np.median(samples))
+    return float((samples.max() - samples.min()) / med) if med else 0.0
+
+
 def _median(values: list[float] | None) -> float:
     return float(np.median(values)) if values else np.nan
 
@@ -66,7 +77,7 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
                 **{
                     k: st[k] for k in ("median_s", "min_s", "max_s", "iqr_s", "mean_s", "n_samples")
                 },
-                "spread": (st["max_s"] - st["min_s"]) / st["median_s"] if st["median_s"] else 0,
+                "spread": _spread(r),
                 "us_per_image": st["median_s"] / r["n_images"] * 1e6,
                 "images_per_s": r["n_images"] / st["median_s"] if st["median_s"] > 0 else np.nan,
                 "resident_max": max(res) if res else np.nan,
@@ -217,6 +228,107 @@ def markdown_summary(summary: pd.DataFrame, disk: pd.DataFrame, art: pd.DataFram
     return "\n".join(out)
 
 
+def access_table(results: list[dict]) -> pd.DataFrame:
+    """One row per epoch measurement: throughput, batch latency, scaling with readers."""
+    rows = []
+    for r in results:
+        st, x = r["stats"], r["extra"]
+        med = st["median_s"]
+        rows.append(
+            {
+                "data": r.get("data", "cifar32"),
+                "format": r["format"],
+                "mode": r["mode"],
+                "pattern": x["pattern"],
+                "reader_kind": x["reader_kind"],
+                "readers": x["readers"],
+                "cache": r["cache"],
+                "cache_scope": r.get("cache_scope"),
+                "epoch_images": x["epoch_images"],
+                "batch_size": x["batch_size"],
+                "median_s": med,
+                "min_s": st["min_s"],
+                "max_s": st["max_s"],
+                "spread": (st["max_s"] - st["min_s"]) / med if med else 0.0,
+                "images_per_s": x["epoch_images"] / med if med else np.nan,
+                "mb_per_s": x["epoch_bytes"] / med / 1e6 if med else np.nan,
+                "batch_p50_ms": x["batch_latency_p50_s"] * 1e3,
+                "batch_p99_ms": x["batch_latency_p99_s"] * 1e3,
+                "oversubscribed": x["readers"] > x["cores"],
+                "cores": x["cores"],
+                "verified": r["verified"],
+                "n_samples": st["n_samples"],
+                "node": r["node"],
+                "config_hash": r["config_hash"],
+            }
+        )
+    cols = ["data", "format", "mode", "pattern", "reader_kind", "cache", "readers"]
+    df = pd.DataFrame(rows)
+    if not len(df):
+        return pd.DataFrame(columns=[*cols, "images_per_s", "scaling"])
+    df["spread_flag"] = df["spread"] > SPREAD_LIMIT
+    one = df[df["readers"] == 1].set_index(cols[:-1])["images_per_s"]
+    base = df.set_index(cols[:-1]).index.map(one.to_dict().get)
+    df["scaling"] = df["images_per_s"] / pd.to_numeric(base, errors="coerce")
+    return df.sort_values(cols).reset_index(drop=True)
+
+
+def which_format(summary: pd.DataFrame, disk: pd.DataFrame, access: pd.DataFrame) -> list[str]:
+    """'Which format for which job', from this run's data: the fastest format per job, its
+    margin over the next, and its disk cost (tuned mode: each format at its best)."""
+    jobs: list[tuple[str, pd.Series]] = []
+    tuned = summary[summary["mode"] == "tuned"] if len(summary) else summary
+    if len(access):
+        acc = access[(access["mode"] == "tuned") & (access["cache"] == "warm")]
+        for pattern in ("sequential", "shuffled", "random"):
+            sel = acc[acc["pattern"] == pattern]
+            if len(sel):  # each format at its best reader count
+                best = sel.groupby("format")["images_per_s"].max()
+                jobs.append((f"{pattern} epochs (warm, images/s)", best))
+    if len(tuned):
+        nmax = int(tuned["n_images"].max())
+        one = tuned[(tuned["operation"] == "read_one") & (tuned["cache"] == "warm")]
+        if len(one):
+            jobs.append(("one image (warm, images/s)", 1 / one.set_index("format")["median_s"]))
+        w = tuned[(tuned["operation"] == "write_many") & (tuned["n_images"] == nmax)]
+        if len(w):
+            jobs.append(
+                (
+                    f"write once, N = {nmax:,} (durable, images/s)",
+                    nmax / w.set_index("format")["median_s"],
+                )
+            )
+    if not jobs:
+        return []
+    kib = {}
+    if len(disk):
+        d = disk[(disk["mode"] == "tuned") & (disk["n_images"] == disk["n_images"].max())]
+        kib = d.set_index("format")["kib_per_image"].to_dict()
+    rows = []
+    for job, speed in jobs:
+        ranked = speed.sort_values(ascending=False)
+        first = ranked.index[0]
+        margin = ranked.iloc[0] / ranked.iloc[1] if len(ranked) > 1 else np.nan
+        rows.append(
+            {
+                "job": job,
+                "fastest": first,
+                "images/s": ranked.iloc[0],
+                "next": ranked.index[1] if len(ranked) > 1 else "",
+                "margin": margin,
+                "disk KiB/image": kib.get(first, np.nan),
+            }
+        )
+    return [
+        "## Which format for which job",
+        "",
+        "Tuned mode, each format at its best setting; generated from this run.",
+        "",
+        _md(pd.DataFrame(rows)),
+        "",
+    ]
+
+
 def _extras(results: list[dict], claim_runs: list[Path]) -> dict:
     """What the claims and reproduction tables need beyond summary and disk."""
     extras: dict = {
@@ -229,6 +341,34 @@ def _extras(results: list[dict], claim_runs: list[Path]) -> dict:
     for p in claim_runs:
         extras[Path(p).stem] = json.loads(Path(p).read_text())
     return extras
+
+
+def _access_md(access: pd.DataFrame) -> list[str]:
+    if not len(access):
+        return []
+    cols = [
+        "format",
+        "mode",
+        "pattern",
+        "reader_kind",
+        "readers",
+        "cache",
+        "images_per_s",
+        "mb_per_s",
+        "batch_p50_ms",
+        "batch_p99_ms",
+        "scaling",
+        "spread",
+    ]
+    return [
+        "## Epochs (access.csv)",
+        "",
+        "One epoch over the largest store, every image verified; images/s from the median "
+        "epoch; scaling = images/s over the same setup with 1 reader.",
+        "",
+        _md(access[cols]),
+        "",
+    ]
 
 
 def _spread_note(summary: pd.DataFrame) -> list[str]:
@@ -244,7 +384,11 @@ def _spread_note(summary: pd.DataFrame) -> list[str]:
 
 
 def write_tables(
-    timings: list[Path], du: list[Path], claim_runs: list[Path], **outputs: Path
+    timings: list[Path],
+    du: list[Path],
+    claim_runs: list[Path],
+    epochs: list[Path],
+    **outputs: Path,
 ) -> None:
     """The tables rule: samples, summary, disk, article comparison, reproduction and claims
     (CSV), and the markdown summary."""
@@ -256,6 +400,8 @@ def write_tables(
     dsk = disk_table(_load(du))
     art = article_table(summary, dsk)
     extras = _extras(results, claim_runs)
+    access = access_table([json.loads(Path(p).read_text()) for p in epochs])
+    extras["access"] = access
     claims = claims_table(summary, dsk, extras)
     repro = reproduction_table(summary, dsk, extras)
     frames = {
@@ -265,6 +411,7 @@ def write_tables(
         "article": art,
         "claims": claims,
         "reproduction": repro,
+        "access": access,
     }
     for name, df in frames.items():
         with atomic_path(outputs[name]) as tmp:
@@ -272,6 +419,8 @@ def write_tables(
     text = "\n".join(
         [
             markdown_summary(summary, dsk, art),
+            *which_format(summary, dsk, access),
+            *_access_md(access),
             *_spread_note(summary),
             reproduction_markdown(repro),
             "",

@@ -223,3 +223,59 @@ def read_one(job: Job) -> dict[str, Any]:
     res.verified = True
     res.extra["ids"] = ids
     return res.save(job.result)
+
+
+def read_epoch(job: Job) -> dict[str, Any]:
+    """Time epochs over the store in ``job.pattern`` order, in mini-batches spread over
+    ``job.readers`` readers (processes or threads), warm or cold; verify every image."""
+    from imgbench import access
+
+    src_images, src_labels = load_source(job.images, job.labels, job.n)
+    store = _store(job, workers=1)  # no pool inside a reader: the readers are the parallelism
+    res = Result.for_job(job, Op.READ_EPOCH)
+    files = cache.store_files(job.store)
+    rounds = iter(range(job.warmup + job.repeats))
+    state: dict[str, Any] = {}
+    latencies: list[float] = []
+
+    def before(_: None, timed: bool) -> None:
+        order = access.epoch_order(job.pattern, job.n, job.seed, next(rounds), job.random_samples)
+        parts = access.batches(order, job.pattern, job.batch_size)
+        shape = src_images.shape[1:]
+        state.update(
+            order=order,
+            parts=parts,
+            out=access.Epoch(len(order), shape, src_labels.dtype, len(parts)),
+        )
+        if timed:  # last: nothing of the store is opened between eviction and the timer
+            _prepare_cache(res, job, job.store, files)
+
+    def epoch(_: None) -> None:
+        access.run_epoch(
+            store, str(job.store), state["parts"], job.readers, job.reader_kind, state["out"]
+        )
+
+    def after(_: None, __: None, timed: bool) -> None:
+        out, order = state["out"], state["order"]
+        verify.against_indices(job.what, (out.images, out.labels), src_images, src_labels, order)
+        if timed:
+            latencies.extend(out.latency.tolist())
+
+    with _damage_is_clear(job):
+        measure(res, epoch, (None,), before, after)
+    res.verified = True
+    order = state["order"]
+    res.extra.update(
+        pattern=job.pattern,
+        readers=job.readers,
+        reader_kind=job.reader_kind,
+        batch_size=1 if job.pattern == "random" else job.batch_size,
+        epoch_images=len(order),
+        epoch_bytes=int(len(order) * src_images[0].nbytes),
+        batches=len(state["parts"]),
+        batch_latency_p50_s=float(np.percentile(latencies, 50)),
+        batch_latency_p99_s=float(np.percentile(latencies, 99)),
+        seed=job.seed,
+        cores=len(os.sched_getaffinity(0)),
+    )
+    return res.save(job.result)

@@ -107,10 +107,39 @@ def _single(df: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def write_figures(summary_csv: Path, disk_csv: Path, dpi: int = 120, **outputs: Path) -> None:
+def _access(acc: pd.DataFrame) -> plt.Figure:
+    patterns = [p for p in ("sequential", "shuffled", "random") if p in set(acc["pattern"])]
+    caches = [c for c in ("warm", "cold") if c in set(acc["cache"])]
+    fig, axes = plt.subplots(
+        len(patterns), len(caches), figsize=(6 * len(caches), 3.8 * len(patterns)), squeeze=False
+    )
+    for i, pattern in enumerate(patterns):
+        for j, cache in enumerate(caches):
+            ax = axes[i][j]
+            sub = acc[(acc["pattern"] == pattern) & (acc["cache"] == cache)]
+            for (fmt, mode, kind), g in sub.groupby(["format", "mode", "reader_kind"]):
+                g = g.sort_values("readers")
+                style = "-o" if mode == "tuned" else "--s"
+                label = f"{fmt} {mode}" + (f" ({kind})" if kind != "process" else "")
+                ax.plot(
+                    g["readers"], g["images_per_s"], style, ms=4, label=label, color=COLORS.get(fmt)
+                )
+            ax.set(yscale="log", title=f"{pattern} epoch, {cache} cache", xlabel="readers")
+            ax.set_xticks(sorted(set(acc["readers"])))
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        axes[i][0].set_ylabel("images/s (median epoch)")
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(
+    summary_csv: Path, disk_csv: Path, access_csv: Path, dpi: int = 120, **outputs: Path
+) -> None:
     """The figures rule: render every figure named in *outputs* (keys below) from the tables."""
     s = pd.read_csv(summary_csv)
     disk = pd.read_csv(disk_csv)
+    acc = pd.read_csv(access_csv)
     store = s[s["operation"] == "write_many"]
     read_warm = s[(s["operation"] == "read_many") & (s["cache"] == "warm")]
     many = s[s["operation"].isin(["write_many", "read_many"]) & (s["cache"] != "cold")]
@@ -129,6 +158,7 @@ def write_figures(summary_csv: Path, disk_csv: Path, dpi: int = 120, **outputs: 
         ),
         "disk": lambda: _disk(disk),
         "single": lambda: _single(s[s["operation"].isin(["write_one", "read_one"])]),
+        "access": lambda: _access(acc),
     }
     for name, path in outputs.items():
         fig = makers[name]()

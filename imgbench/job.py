@@ -41,6 +41,13 @@ class Job:
     #: the data variant, as in the target paths (e.g. "cifar32")
     data: str = "cifar32"
     config_hash: str = ""
+    #: epoch reads (imgbench/access.py): order, batch size, reader processes or threads
+    pattern: str = "sequential"
+    batch_size: int = 256
+    readers: int = 1
+    reader_kind: str = "process"
+    seed: int = 0
+    random_samples: int = 10_000
 
     def __post_init__(self) -> None:
         for name in ("images", "labels", "store", "result"):

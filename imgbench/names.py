@@ -23,6 +23,7 @@ class Op(StrEnum):
     READ_MANY = "read_many"
     WRITE_ONE = "write_one"
     READ_ONE = "read_one"
+    READ_EPOCH = "read_epoch"
 
 
 class Cache(StrEnum):
@@ -46,3 +47,18 @@ class ColdScope(StrEnum):
 
     DATA = "data"  # the store's file pages; inodes and directory entries still cached
     FULL = "full"  # file pages, and the inode and dentry caches dropped too
+
+
+class Pattern(StrEnum):
+    """The order an epoch reads the store in (config key ``access_patterns``)."""
+
+    SEQUENTIAL = "sequential"  # index order, mini-batches of batch_size
+    SHUFFLED = "shuffled"  # a new permutation per repeat, mini-batches of batch_size
+    RANDOM = "random"  # batch size 1, a seeded sample of random_samples images
+
+
+class ReaderKind(StrEnum):
+    """How an epoch's readers run (config key ``reader_kind``)."""
+
+    PROCESS = "process"  # forked processes, as PyTorch DataLoader workers
+    THREAD = "thread"  # threads, as many TensorFlow and custom loaders

@@ -36,7 +36,7 @@ def job(sm: Any) -> Job:
     return Job(
         fmt=w.fmt,
         mode=w.mode,
-        n=int(w.get("n", 1)),
+        n=int(w.get("n", p.get("n", 1))),
         data=w.get("data", "cifar32"),
         images=Path(sm.input.images),
         labels=Path(sm.input.labels),
@@ -51,6 +51,12 @@ def job(sm: Any) -> Job:
         samples=int(p.get("single_samples", 0) or 0),
         n_images=int(p.get("n_images", 0) or 0),
         config_hash=p.config_hash,
+        pattern=w.get("pattern", "sequential"),
+        readers=int(w.get("readers", 1)),
+        reader_kind=w.get("kind", "process"),
+        batch_size=int(p.get("batch_size", 256)),
+        seed=int(p.get("seed", 0)),
+        random_samples=int(p.get("random_samples", 10_000)),
     )
 
 

@@ -56,3 +56,33 @@ def against_source(
     for s in range(0, len(images), CHUNK):
         e = s + CHUNK
         check(what, images[s:e], labels[s:e], src_images[s:e], src_labels[s:e], s)
+
+
+def against_indices(
+    what: str,
+    got: tuple[np.ndarray, np.ndarray],
+    src_images: np.ndarray,
+    src_labels: np.ndarray,
+    order: np.ndarray,
+) -> None:
+    """Exact comparison of an epoch's output with the source images in the epoch's order, in
+    chunks; a difference names the image's index in the store, not its place in the epoch."""
+    images, labels = got
+    if len(images) != len(order) or len(labels) != len(order):
+        raise VerificationError(
+            f"{what}: the epoch returned {len(images)} images for {len(order)} indices"
+        )
+    for s in range(0, len(order), CHUNK):
+        idx = np.asarray(order[s : s + CHUNK])
+        want_i, want_l = np.asarray(src_images[np.sort(idx)]), np.asarray(src_labels[np.sort(idx)])
+        inv = np.argsort(np.argsort(idx))  # rows of the sorted read back in epoch order
+        want_i, want_l = want_i[inv], want_l[inv]
+        bad_l = np.flatnonzero(labels[s : s + CHUNK] != want_l)
+        bad_i = np.flatnonzero((images[s : s + CHUNK] != want_i).reshape(len(idx), -1).any(axis=1))
+        bad = np.union1d(bad_l, bad_i)
+        if bad.size:
+            raise VerificationError(
+                f"{what}: {bad.size} images or labels of the epoch differ from the source "
+                f"(first: store index {int(idx[bad[0]])}); the store returned wrong data at "
+                "that index: delete it and rerun the build"
+            )

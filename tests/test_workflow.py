@@ -26,6 +26,8 @@ TIMED_DIRS = [
     "write_one",
     "read_one_warm",
     "read_one_cold",
+    "read_epoch_warm",
+    "read_epoch_cold",
 ]
 
 pytestmark = pytest.mark.workflow
@@ -51,8 +53,8 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def test_dry_run_default_dag() -> None:
-    out = smk("-n", "--cores", "2").stdout
+def test_dry_run_default_dag(tmp_path: Path) -> None:
+    out = smk("-n", "--cores", "2", "-d", str(tmp_path)).stdout  # an empty dir: every job
     counts = job_counts(out)
     combos = sum(len(modes(f)) for f in ["png", "lmdb", "hdf5", "npy"])
     assert combos == 7
@@ -60,6 +62,8 @@ def test_dry_run_default_dag() -> None:
         assert counts[rule] == combos * 5, rule
     for rule in ["write_one", "read_one_warm", "read_one_cold"]:
         assert counts[rule] == combos, rule
+    for rule in ["read_epoch_warm", "read_epoch_cold"]:  # 2 patterns x 2 reader counts
+        assert counts[rule] == combos * 2 * 2, rule
     for rule in ["download", "unpickle", "double", "device", "tables", "figures", "provenance"]:
         assert counts[rule] == 1, rule
     for mode, fmt, n in itertools.product(
@@ -141,7 +145,16 @@ def _again(work: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def test_tiny_run_produces_every_table_and_figure(tiny_run: Path) -> None:
     tables = tiny_run / "results" / "tables"
-    for name in ["samples.csv", "summary.csv", "disk.csv", "article_comparison.csv", "summary.md"]:
+    for name in [
+        "samples.csv",
+        "summary.csv",
+        "disk.csv",
+        "article_comparison.csv",
+        "claims.csv",
+        "reproduction.csv",
+        "access.csv",
+        "summary.md",
+    ]:
         assert (tables / name).stat().st_size > 0, name
     for name in [
         "store_linear",
@@ -152,6 +165,7 @@ def test_tiny_run_produces_every_table_and_figure(tiny_run: Path) -> None:
         "cold_warm",
         "disk",
         "single",
+        "access",
     ]:
         fig = tiny_run / "results" / "figures" / f"{name}.png"
         assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -169,12 +183,18 @@ def test_tiny_run_produces_every_table_and_figure(tiny_run: Path) -> None:
     samples = pd.read_csv(tables / "samples.csv")
     assert len(samples) == summary["n_samples"].sum()
     assert samples["config_hash"].notna().all() and samples["node"].notna().all()
-    assert "Article mode vs the article" in (tables / "summary.md").read_text()
+    md = (tables / "summary.md").read_text()
+    assert "Article mode vs the article" in md and "Which format for which job" in md
+    acc = pd.read_csv(tables / "access.csv")
+    assert len(acc) == len(combos) * 2 * 2 and acc["verified"].all()  # readers x cache
+    assert set(acc["pattern"]) == {"shuffled"} and (acc["epoch_images"] == 100).all()
+    claims = pd.read_csv(tables / "claims.csv")
+    assert len(claims) == 21 and set(claims["verdict"]) <= {"holds", "fails", "mixed", "not tested"}
 
 
 def test_cold_results_all_prove_residency(tiny_run: Path) -> None:
     results = list((tiny_run / "results" / "timings").glob("read_*_cold/**/*.json"))
-    assert len(results) == 7 * 3
+    assert len(results) == 7 * 3 + 7 * 2  # many at 2 cutoffs, one, epochs at 2 reader counts
     for p in results:
         r = json.loads(p.read_text())
         assert r["resident_fraction"] and max(r["resident_fraction"]) <= 0.05, p
@@ -186,7 +206,7 @@ def test_timed_jobs_never_overlap_any_job(tiny_run: Path) -> None:
         for p in (tiny_run / "results" / "timings" / d).rglob("*.json"):
             r = json.loads(p.read_text())
             timed.append((r["start"], r["end"], str(p)))
-    assert len(timed) == 7 * 2 * 3 + 7 * 3
+    assert len(timed) == 7 * 2 * 3 + 7 * 3 + 7 * 2 * 2  # + epochs: 2 reader counts, warm/cold
     # every job, timed or not, logs its process's window
     windows = []
     for log in (tiny_run / "results" / "logs").rglob("*.log"):
@@ -234,7 +254,7 @@ def test_store_option_reruns_only_that_format(tiny_run: Path) -> None:
     ("override", "expected"),
     [
         # only the cold reads use the eviction method
-        ("cold_cache=fadvise", {"read_many_cold": 14, "read_one_cold": 7}),
+        ("cold_cache=fadvise", {"read_many_cold": 14, "read_one_cold": 7, "read_epoch_cold": 14}),
         # only the one-image jobs use the ids
         ("single_samples=3", {"write_one": 7, "read_one_warm": 7, "read_one_cold": 7}),
         # every timed job repeats
@@ -250,6 +270,8 @@ def test_store_option_reruns_only_that_format(tiny_run: Path) -> None:
                 "du": 14,  # downstream of the rebuilt stores
                 "claim_lmdb_map_full": 1,
                 "claim_lazy_items": 1,
+                "read_epoch_warm": 14,  # read the rebuilt largest stores
+                "read_epoch_cold": 14,
             },
         ),
     ],

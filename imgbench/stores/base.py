@@ -11,8 +11,9 @@ dtype (1,000 ImageNet classes do not fit uint8); article stores keep the article
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,6 +46,14 @@ class Store(ABC):
     @abstractmethod
     def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Read the images and labels at *indices*, in that order (random access)."""
+
+    @contextlib.contextmanager
+    def batch_reader(
+        self, path: Path
+    ) -> Iterator[Callable[[Sequence[int]], tuple[np.ndarray, np.ndarray]]]:
+        """A reader for many batches of one store, as a data-loader worker holds one: formats
+        keep their handles open across batches (an LMDB environment, an HDF5 file)."""
+        yield lambda indices: self.read_batch(path, indices)
 
     def write_one(self, path: Path, image: np.ndarray, label: int) -> None:
         """Store one image in its own store (the article's single-image experiment)."""

@@ -10,7 +10,8 @@ options), ``read_direct`` into preallocated arrays, batches read in sorted order
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import h5py
@@ -38,11 +39,20 @@ class ArticleHdf5(Store):
         return images, labels
 
     def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        # The article's single-image read, once per index.
         with h5py.File(path / FILE, "r") as file:
-            images = [np.array(file["/images"][i]).astype("uint8") for i in indices]
-            labels = [int(np.array(file["/meta"][i]).astype("uint8")) for i in indices]
+            return self._batch(file, indices)
+
+    @staticmethod
+    def _batch(file: h5py.File, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        # The article's single-image read, once per index.
+        images = [np.array(file["/images"][i]).astype("uint8") for i in indices]
+        labels = [int(np.array(file["/meta"][i]).astype("uint8")) for i in indices]
         return np.array(images), np.array(labels, dtype=np.uint8)
+
+    @contextlib.contextmanager
+    def batch_reader(self, path: Path) -> Iterator[Callable]:
+        with h5py.File(path / FILE, "r") as file:
+            yield lambda indices: self._batch(file, indices)
 
 
 class TunedHdf5(Store):
@@ -72,13 +82,20 @@ class TunedHdf5(Store):
         return images, labels
 
     def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        with h5py.File(path / FILE, "r") as file:
+            return self._batch(file, indices)
+
+    @staticmethod
+    def _batch(file: h5py.File, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         # h5py fancy indexing needs increasing unique indices: read sorted, then reorder.
         idx = np.asarray(indices, dtype=np.int64)
         uniq, inverse = np.unique(idx, return_inverse=True)
+        return file["images"][uniq][inverse], file["meta"][uniq][inverse]
+
+    @contextlib.contextmanager
+    def batch_reader(self, path: Path) -> Iterator[Callable]:
         with h5py.File(path / FILE, "r") as file:
-            images = file["images"][uniq]
-            labels = file["meta"][uniq]
-        return images[inverse], labels[inverse]
+            yield lambda indices: self._batch(file, indices)
 
     def read_one(self, path: Path) -> tuple[np.ndarray, int]:
         with h5py.File(path / FILE, "r") as file:

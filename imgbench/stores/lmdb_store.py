@@ -10,10 +10,11 @@ data that grows on ``MapFullError``, and cursor reads into one preallocated arra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import lmdb
@@ -112,9 +113,14 @@ class ArticleLmdb(Store):
         return np.array(images), np.array(labels, dtype=np.uint8)
 
     def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        with self.batch_reader(path) as read:
+            return read(indices)
+
+    @contextlib.contextmanager
+    def batch_reader(self, path: Path) -> Iterator[Callable]:
         env = open_readonly(path)
         try:
-            return self._read(env, path, indices)
+            yield lambda indices: self._read(env, path, indices)
         finally:
             env.close()
 
@@ -194,22 +200,33 @@ class TunedLmdb(Store):
         return out, labels
 
     def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        # Keys in sorted order through one cursor (B-tree locality), scattered to their rows.
-        idx = np.asarray(indices, dtype=np.int64)
-        order = np.argsort(idx, kind="stable")
+        with self.batch_reader(path) as read:
+            return read(indices)
+
+    @contextlib.contextmanager
+    def batch_reader(self, path: Path) -> Iterator[Callable]:
         env = open_readonly(path, lock=False)
         try:
-            with env.begin(buffers=True) as txn, txn.cursor() as cur:
-                n, shape, labels = self._meta(txn, path)
-                out = np.empty((len(idx), *shape), dtype=np.uint8)
-                flat = out.reshape(len(idx), -1)
-                for row in order:
-                    i = int(idx[row])
-                    if not cur.set_key(key(i)):
-                        raise StoreError(f"{path}: key {i:08} missing; rebuild the store")
-                    flat[row] = np.frombuffer(cur.value(), dtype=np.uint8)
+            with env.begin(buffers=True) as txn:
+                _, shape, labels = self._meta(txn, path)
+            yield lambda indices: self._batch(env, path, shape, labels, indices)
         finally:
             env.close()
+
+    @staticmethod
+    def _batch(
+        env: lmdb.Environment, path: Path, shape: tuple, labels: np.ndarray, indices: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # Keys in sorted order through one cursor (B-tree locality), scattered to their rows.
+        idx = np.asarray(indices, dtype=np.int64)
+        out = np.empty((len(idx), *shape), dtype=np.uint8)
+        flat = out.reshape(len(idx), -1)
+        with env.begin(buffers=True) as txn, txn.cursor() as cur:
+            for row in np.argsort(idx, kind="stable"):
+                i = int(idx[row])
+                if not cur.set_key(key(i)):
+                    raise StoreError(f"{path}: key {i:08} missing; rebuild the store")
+                flat[row] = np.frombuffer(cur.value(), dtype=np.uint8)
         return out, labels[idx]
 
 

@@ -9,13 +9,14 @@ the job's threads; labels as a raw ``.npy``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import mmap
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,18 @@ class ArticlePng(Store):
         return np.array(images), labels
 
     def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        labels = self._labels(path)
-        images = [_article_read(_file(path, i)) for i in indices]
-        return np.array(images), labels[list(indices)]
+        with self.batch_reader(path) as read:
+            return read(indices)
+
+    @contextlib.contextmanager
+    def batch_reader(self, path: Path) -> Iterator[Callable]:
+        labels = self._labels(path)  # the CSV once per reader, then one file per image
+
+        def read(indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+            images = [_article_read(_file(path, i)) for i in indices]
+            return np.array(images), labels[list(indices)]
+
+        yield read
 
 
 # --- tuned: process pool over index ranges -------------------------------------------------
@@ -168,8 +178,18 @@ class TunedPng(Store):
         return out, labels
 
     def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        labels = np.load(path / "labels.npy", mmap_mode="r")
-        out = np.empty(self._shape(path, len(indices)), dtype=np.uint8)
-        for row, i in enumerate(indices):
-            _decode_into(str(path), int(i), out, row)
-        return out, np.array(labels[list(indices)])
+        with self.batch_reader(path) as read:
+            return read(indices)
+
+    @contextlib.contextmanager
+    def batch_reader(self, path: Path) -> Iterator[Callable]:
+        labels = np.load(path / "labels.npy")
+        image_shape = self._shape(path, 1)[1:]
+
+        def read(indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+            out = np.empty((len(indices), *image_shape), dtype=np.uint8)
+            for row, i in enumerate(indices):
+                _decode_into(str(path), int(i), out, row)
+            return out, labels[list(indices)]
+
+        yield read

@@ -77,6 +77,15 @@ MEASURE_KEYS = {
     "one_write": [*_DATA_KEYS, "repeats", "warmup", "single_samples"],
     "one_read_warm": [*_DATA_KEYS, "repeats", "warmup", "single_samples"],
     "one_read_cold": [*_DATA_KEYS, "repeats", "warmup", "single_samples", "cold_cache"],
+    "epoch_warm": [*_DATA_KEYS, "epoch_repeats", "epoch_warmup", "batch_size", "seed"],
+    "epoch_cold": [
+        *_DATA_KEYS,
+        "epoch_repeats",
+        "epoch_warmup",
+        "batch_size",
+        "seed",
+        "cold_cache",
+    ],
 }
 
 
@@ -125,6 +134,33 @@ def single_targets(pattern):
     return [pattern.format(data=DATA, mode=m, fmt=f) for m, f in COMBOS]
 
 
+def epoch_targets(cache):
+    pattern = "results/timings/read_epoch_{cache}/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json"
+    return [
+        pattern.format(
+            cache=cache, data=DATA, mode=m, fmt=f, pattern=p, readers=r, kind=k
+        )
+        for m, f in COMBOS
+        for p in config["access_patterns"]
+        for r in config["readers"]
+        for k in config["reader_kind"]
+    ]
+
+
+def epoch_params(kind):
+    """Params of the epoch rules: their own repeat counts, batch size and seed."""
+    return {
+        "repeats": config["epoch_repeats"],
+        "warmup": config["epoch_warmup"],
+        "batch_size": config["batch_size"],
+        "random_samples": config["random_samples"],
+        "seed": config["seed"],
+        "config_hash": measure_hash(kind),
+    }
+
+
+EPOCHS = epoch_targets("warm") + epoch_targets("cold")
+
 TIMINGS = (
     many_targets("results/timings/write_many/{data}/{mode}/{fmt}/{n}.json")
     + many_targets("results/timings/read_many_warm/{data}/{mode}/{fmt}/{n}.json")
@@ -153,6 +189,7 @@ FIGURES = {
         "disk",
         "single",
     ]
+    + (["access"] if config["access_patterns"] else [])
 }
 TABLES = {
     "samples": "results/tables/samples.csv",
@@ -160,6 +197,7 @@ TABLES = {
     "disk": "results/tables/disk.csv",
     "article": "results/tables/article_comparison.csv",
     "claims": "results/tables/claims.csv",
+    "access": "results/tables/access.csv",
     "reproduction": "results/tables/reproduction.csv",
     "markdown": "results/tables/summary.md",
 }

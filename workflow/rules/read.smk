@@ -79,3 +79,43 @@ use rule read_one_warm as read_one_cold with:
         **measure_params("one_read_cold"),
         cache="cold",
         config_hash=measure_hash("one_read_cold"),
+
+
+# Epochs as training reads them, on the largest store: mini-batches in an order, spread over
+# several readers (imgbench/access.py). Warm and cold share one definition.
+rule read_epoch_warm:
+    input:
+        store=f"results/stores/{{data}}/{{mode}}/{{fmt}}/{CUTOFFS[-1]}",
+        images=rules.double.output.images,
+        labels=rules.double.output.labels,
+    output:
+        result="results/timings/read_epoch_warm/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json",
+    log:
+        "results/logs/read_epoch_warm/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.log",
+    benchmark:
+        "results/benchmarks/read_epoch_warm/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=TIMING_SLOTS,
+    params:
+        **epoch_params("epoch_warm"),
+        experiment="read_epoch",
+        cache="warm",
+        options=store_options,
+        n=CUTOFFS[-1],
+    script:
+        "../scripts/step.py"
+
+
+use rule read_epoch_warm as read_epoch_cold with:
+    output:
+        result="results/timings/read_epoch_cold/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json",
+    log:
+        "results/logs/read_epoch_cold/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.log",
+    benchmark:
+        "results/benchmarks/read_epoch_cold/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.tsv"
+    params:
+        cache="cold",
+        cold_cache=config["cold_cache"],
+        config_hash=measure_hash("epoch_cold"),

@@ -47,6 +47,7 @@ rule tables:
         timings=TIMINGS,
         du=DISK,
         claim_runs=CLAIM_RUNS,
+        epochs=EPOCHS,
     output:
         **{k: report(v, category="Tables") for k, v in TABLES.items()},
     log:
@@ -67,6 +68,7 @@ rule figures:
     input:
         summary_csv=TABLES["summary"],
         disk_csv=TABLES["disk"],
+        access_csv=TABLES["access"],
     output:
         **{
             k: report(v, caption=f"../report/{k}.rst", category="Figures")

@@ -1,0 +1,126 @@
+"""Epochs as training reads them: orders, batches, readers, verification, cold proof."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imgbench import access, experiments
+from imgbench.errors import VerificationError
+from imgbench.stores import get_store
+from imgbench.stores.npy import NpyStore
+from tests.conftest import make_job, random_data
+
+
+def test_orders_are_reproducible_and_differ():
+    seq = access.epoch_order("sequential", 1000, 7, 0, 50)
+    assert (seq == np.arange(1000)).all()
+    a, b = (
+        access.epoch_order("shuffled", 1000, 7, 0, 50),
+        access.epoch_order("shuffled", 1000, 7, 0, 50),
+    )
+    assert (a == b).all() and sorted(a) == list(range(1000))  # a permutation, from its seed
+    assert not (a == seq).all()
+    assert not (a == access.epoch_order("shuffled", 1000, 7, 1, 50)).all()  # new each repeat
+    r = access.epoch_order("random", 1000, 7, 0, 50)
+    assert len(r) == len(set(r)) == 50
+    with pytest.raises(ValueError, match="unknown access pattern"):
+        access.epoch_order("zigzag", 10, 0, 0, 1)
+
+
+def test_batches_cover_the_order_once():
+    order = access.epoch_order("shuffled", 1000, 1, 0, 0)
+    parts = access.batches(order, "shuffled", 256)
+    assert [len(p) for p in parts] == [256, 256, 256, 232]
+    assert (np.concatenate(parts) == order).all()
+    assert all(len(p) == 1 for p in access.batches(order[:9], "random", 256))
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+@pytest.mark.parametrize("readers", [1, 3])
+def test_readers_cover_every_index_exactly_once(tmp_path, kind, readers):
+    images, labels = random_data(300, seed=2)
+    store = get_store("lmdb", "tuned")
+    store.write_many(tmp_path, images, labels)
+    order = access.epoch_order("shuffled", 300, 0, 0, 0)
+    parts = access.batches(order, "shuffled", 16)
+    out = access.Epoch(len(order), images.shape[1:], labels.dtype, len(parts))
+    access.run_epoch(store, str(tmp_path), parts, readers, kind, out)
+    np.testing.assert_array_equal(out.images, images[order])
+    np.testing.assert_array_equal(out.labels, labels[order])
+    assert not np.isnan(out.latency).any() and (out.latency > 0).all()
+
+
+@pytest.mark.parametrize("pattern", ["sequential", "shuffled", "random"])
+def test_read_epoch_counts_and_verifies(tmp_path, source, pattern):
+    experiments.build_store(make_job(tmp_path, source[:2], "hdf5", "tuned", 1000))
+    job = make_job(
+        tmp_path,
+        source[:2],
+        "hdf5",
+        "tuned",
+        1000,
+        cache="warm",
+        pattern=pattern,
+        batch_size=64,
+        readers=2,
+        random_samples=40,
+        repeats=2,
+        warmup=1,
+    )
+    r = experiments.read_epoch(job)
+    x = r["extra"]
+    want = 40 if pattern == "random" else 1000
+    assert x["epoch_images"] == want and r["verified"] and len(r["samples"]) == 2
+    assert x["batches"] == (40 if pattern == "random" else 16)  # ceil(1000 / 64)
+    assert 0 < x["batch_latency_p50_s"] <= x["batch_latency_p99_s"]
+
+
+def test_a_wrong_image_at_one_index_fails_the_job(tmp_path, source, monkeypatch):
+    experiments.build_store(make_job(tmp_path, source[:2], "npy", "tuned", 500))
+    real = NpyStore.read_batch
+
+    def lying(self, path, indices):
+        images, labels = real(self, path, indices)
+        images = images.copy()
+        images[np.asarray(indices) == 123] ^= 1  # wrong pixels at store index 123 only
+        return images, labels
+
+    monkeypatch.setattr(NpyStore, "read_batch", lying)
+    job = make_job(
+        tmp_path,
+        source[:2],
+        "npy",
+        "tuned",
+        500,
+        cache="warm",
+        pattern="shuffled",
+        batch_size=32,
+        readers=2,
+    )
+    with pytest.raises(VerificationError, match="store index 123"):
+        experiments.read_epoch(job)
+
+
+def test_cold_epochs_prove_residency(tmp_path, source):
+    from tests.test_experiments import _fadvise_works
+
+    if not _fadvise_works(tmp_path):
+        pytest.skip("file system ignores posix_fadvise")
+    experiments.build_store(make_job(tmp_path, source[:2], "lmdb", "tuned", 1000))
+    job = make_job(
+        tmp_path,
+        source[:2],
+        "lmdb",
+        "tuned",
+        1000,
+        cache="cold",
+        evict="fadvise",
+        pattern="shuffled",
+        batch_size=100,
+        readers=2,
+        repeats=2,
+    )
+    r = experiments.read_epoch(job)
+    assert len(r["resident_fraction"]) == 2 and max(r["resident_fraction"]) <= 0.05
+    assert r["cache_scope"] == "data"
