@@ -39,3 +39,18 @@ def make_job(tmp_path: Path, src: tuple, fmt: str, mode: str, n: int, **kw) -> J
         "config_hash": "h",
     }
     return Job(fmt=fmt, mode=mode, n=n, images=src[0], labels=src[1], **{**defaults, **kw})
+
+
+def summary_row(fmt: str, op: str, n: int, median: float, mode: str = "article", **kw) -> dict:
+    """One summary.csv row for table tests; reads default to warm, writes to no cache."""
+    cache = kw.pop("cache", None) or ("warm" if op.startswith("read") else "none")
+    return {
+        "data": "cifar32",
+        "format": fmt,
+        "mode": mode,
+        "operation": op,
+        "cache": cache,
+        "n_images": n,
+        "median_s": median,
+        **kw,
+    }

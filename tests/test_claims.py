@@ -7,6 +7,7 @@ import pytest
 
 from imgbench import article, claims
 from imgbench.claims import claims_markdown, claims_table
+from tests.conftest import summary_row
 
 #: The 21 ids of /work/shared/notes/article-claims.md, in its order.
 IDS = [
@@ -40,18 +41,8 @@ NMAX = article.CUTOFFS[-1]
 
 
 def row(fmt, op, n, median, mode="article", spread=0.0, cache=None, data="cifar32"):
-    """One summary row; reads default to warm, writes to no cache."""
-    cache = cache or ("warm" if op.startswith("read") else "none")
-    return {
-        "data": data,
-        "format": fmt,
-        "mode": mode,
-        "operation": op,
-        "cache": cache,
-        "n_images": n,
-        "median_s": median,
-        "spread": spread,
-    }
+    """One summary row with its spread."""
+    return summary_row(fmt, op, n, median, mode, spread=spread, cache=cache, data=data)
 
 
 def published():

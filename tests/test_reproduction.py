@@ -8,23 +8,14 @@ import pytest
 
 from imgbench import article
 from imgbench.reproduction import reproduction_markdown, reproduction_table
+from tests.conftest import summary_row
 
 FORMATS = ("png", "lmdb", "hdf5")
 
 
 def row(fmt, op, n, median, mode="article", cache=None, **kw):
-    """One summary row; reads default to warm, writes to no cache."""
-    cache = cache or ("warm" if op.startswith("read") else "none")
-    return {
-        "data": "cifar32",
-        "format": fmt,
-        "mode": mode,
-        "operation": op,
-        "cache": cache,
-        "n_images": n,
-        "median_s": median,
-        **kw,
-    }
+    """One summary row."""
+    return summary_row(fmt, op, n, median, mode, cache=cache, **kw)
 
 
 def disk_row(fmt, n, kib, apparent, mode="article"):
