@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from imgbench import aggregate, cache, experiments
@@ -173,3 +174,13 @@ def test_no_timed_build_follows_a_delete(tmp_path, source, monkeypatch):
     assert len(r["cpu_user_s"]) == len(r["cpu_sys_s"]) == 3
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     assert job.store.is_dir()
+
+
+def test_article_comparison_keeps_a_row_with_only_write_data():
+    from tests.conftest import summary_row
+
+    summary = pd.DataFrame([summary_row("png", "write_many_returned", 10, 0.02)])
+    disk = pd.DataFrame(columns=["format", "mode", "n_images", "kib_allocated"])
+    art = aggregate.article_table(summary, disk)
+    assert len(art) == 1 and art["write_many_s_ours"].iloc[0] == 0.02
+    assert np.isnan(art["read_many_s_ours"].iloc[0])
