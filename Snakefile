@@ -23,6 +23,7 @@ wildcard_constraints:
     pattern="sequential|shuffled|random",
     readers=r"\d+",
     kind="process|thread",
+    compute=r"[0-9.]+",
 
 
 include: "workflow/rules/data.smk"

@@ -128,3 +128,123 @@ def _child(
         errors.put(" ".join(f"{type(exc).__name__}: {exc}".split()))  # type: ignore[attr-defined]
         os._exit(1)
     os._exit(0)  # no atexit handlers of the parent's libraries in the child
+
+
+def run_training(
+    store: Store,
+    path: Path | str,
+    parts: list[np.ndarray],
+    readers: int,
+    kind: str,
+    out: Epoch,
+    compute_s: float,
+    prefetch: int = 2,
+) -> dict[str, float]:
+    """Batches consumed in order by a simulated accelerator that computes ``compute_s`` per
+    batch (a real sleep) while the readers prefetch up to *prefetch* batches each (PyTorch
+    DataLoader's ``prefetch_factor``). Returns accelerator utilisation as MLPerf Storage
+    defines it: compute time / run time, the first batch's wait excluded."""
+    path = Path(path)
+    starts = list(np.cumsum([0] + [len(p) for p in parts[:-1]]))
+    shares = [range(r, len(parts), readers) for r in range(readers)]
+    if kind == ReaderKind.PROCESS:
+        ctx = multiprocessing.get_context("fork")
+        ready = [ctx.SimpleQueue() for _ in shares]
+        slots = [ctx.Semaphore(prefetch) for _ in shares]
+        errors = ctx.SimpleQueue()
+        workers = [
+            ctx.Process(
+                target=_producer_child,
+                args=(store, path, parts, starts, share, out, ready[r], slots[r], errors),
+            )
+            for r, share in enumerate(shares)
+        ]
+    else:
+        import queue
+
+        ready = [queue.SimpleQueue() for _ in shares]
+        slots = [threading.Semaphore(prefetch) for _ in shares]
+        errors = queue.SimpleQueue()
+        handle = store.batch_reader(path)
+        read = handle.__enter__()
+        workers = [
+            threading.Thread(
+                target=_produce, args=(read, parts, starts, share, out, ready[r], slots[r], errors)
+            )
+            for r, share in enumerate(shares)
+        ]
+    t_start = time.perf_counter()
+    for w in workers:
+        w.start()
+    compute = stalled = 0.0
+    t_first = t_start
+    failed = True
+    try:
+        for b in range(len(parts)):
+            r = b % readers
+            t0 = time.perf_counter()
+            if ready[r].get() is None:  # the reader failed: it said why in `errors`
+                raise StoreError(f"a reader failed: {errors.get()}")
+            t1 = time.perf_counter()
+            if b == 0:
+                t_first = t1  # MLPerf Storage: the first step's I/O is not in AU
+            else:
+                stalled += t1 - t0
+            time.sleep(compute_s)  # the accelerator's step
+            compute += time.perf_counter() - t1
+            slots[r].release()
+        failed = False
+    finally:
+        if failed:  # let blocked readers run out their (bounded) shares, then join them
+            for sem in slots:
+                for _ in range(len(parts)):
+                    sem.release()
+        for w in workers:
+            w.join()
+        if kind != ReaderKind.PROCESS:
+            handle.__exit__(None, None, None)
+    t_end = time.perf_counter()
+    return {
+        "au": compute / (t_end - t_first),
+        "run_s": t_end - t_start,
+        "stall_s": stalled,
+        "compute_s": compute,
+    }
+
+
+def _produce(
+    read: Callable,
+    parts: list,
+    starts: list,
+    share: range,
+    out: Epoch,
+    ready: object,
+    slots: object,
+    errors: object,
+) -> None:
+    try:
+        for b in share:
+            slots.acquire()  # type: ignore[attr-defined]
+            images, labels = read(parts[b])
+            out.images[starts[b] : starts[b] + len(parts[b])] = images
+            out.labels[starts[b] : starts[b] + len(parts[b])] = labels
+            ready.put(b)  # type: ignore[attr-defined]
+    except BaseException as exc:
+        errors.put(" ".join(f"{type(exc).__name__}: {exc}".split()))  # type: ignore[attr-defined]
+        ready.put(None)  # type: ignore[attr-defined]
+
+
+def _producer_child(
+    store: Store,
+    path: Path,
+    parts: list,
+    starts: list,
+    share: range,
+    out: Epoch,
+    ready: object,
+    slots: object,
+    errors: object,
+) -> None:
+    with store.batch_reader(path) as read:
+        _produce(read, parts, starts, share, out, ready, slots, errors)
+    os._exit(0)

@@ -273,6 +273,84 @@ def access_table(results: list[dict]) -> pd.DataFrame:
     return df.sort_values(cols).reset_index(drop=True)
 
 
+#: MLPerf Storage's minimum accelerator utilisation for image workloads (ResNet-50).
+AU_TARGET = 0.90
+
+
+def au_table(results: list[dict], access: pd.DataFrame) -> pd.DataFrame:
+    """Accelerator utilisation per setup, and how many accelerators this machine's loader
+    could keep at AU >= 90 %: N = floor(T * c / (0.9 * B)), with T the loader's images/s in
+    the matching shuffled epoch (no compute), c the compute seconds per batch, B the batch."""
+    rows = []
+    for r in results:
+        x = r["extra"]
+        au = np.asarray(x["au"], dtype=float)
+        rows.append(
+            {
+                "data": r.get("data", "cifar32"),
+                "format": r["format"],
+                "mode": r["mode"],
+                "reader_kind": x["reader_kind"],
+                "readers": x["readers"],
+                "cache": r["cache"],
+                "cache_scope": r.get("cache_scope"),
+                "computation_time": x["computation_time"],
+                "batch_size": x["batch_size"],
+                "batches": x["batches"],
+                "prefetch": x["prefetch"],
+                "au": float(np.median(au)),
+                "au_min": float(au.min()),
+                "au_max": float(au.max()),
+                "stall_s": float(np.median(x["stall_s"])),
+                "verified": r["verified"],
+                "oversubscribed": x["readers"] > x["cores"],
+                "node": r["node"],
+                "config_hash": r["config_hash"],
+            }
+        )
+    df = pd.DataFrame(rows)
+    if not len(df):
+        return pd.DataFrame(columns=["format", "mode", "au", "accelerators_at_90"])
+    keys = ["data", "format", "mode", "reader_kind", "readers", "cache"]
+    shuffled = access[access["pattern"] == "shuffled"] if len(access) else access
+    speed = shuffled.set_index(keys)["images_per_s"].to_dict() if len(shuffled) else {}
+    t = pd.Series([speed.get(tuple(k)) for k in df[keys].itertuples(index=False)], dtype=float)
+    df["loader_images_per_s"] = t.to_numpy()
+    df["accelerators_at_90"] = np.floor(
+        df["loader_images_per_s"] * df["computation_time"] / (AU_TARGET * df["batch_size"])
+    )
+    return df.sort_values([*keys, "computation_time"]).reset_index(drop=True)
+
+
+def _au_md(au: pd.DataFrame) -> list[str]:
+    if not len(au) or "cache" not in au:
+        return []
+    cols = [
+        "format",
+        "mode",
+        "readers",
+        "cache",
+        "computation_time",
+        "au",
+        "au_min",
+        "stall_s",
+        "loader_images_per_s",
+        "accelerators_at_90",
+    ]
+    return [
+        "## Accelerator utilisation (au.csv)",
+        "",
+        "One simulated accelerator computing `computation_time` s per batch (a real sleep) "
+        "while the readers prefetch; AU = compute time / run time, the first batch's wait "
+        f"excluded (MLPerf Storage). accelerators_at_90 = floor(T x c / ({AU_TARGET} x B)): "
+        "T the loader's images/s in the matching shuffled epoch, c the compute time per "
+        "batch, B the batch size.",
+        "",
+        _md(au[cols]),
+        "",
+    ]
+
+
 def which_format(summary: pd.DataFrame, disk: pd.DataFrame, access: pd.DataFrame) -> list[str]:
     """'Which format for which job', from this run's data: the fastest format per job, its
     margin over the next, and its disk cost (tuned mode: each format at its best)."""
@@ -388,6 +466,7 @@ def write_tables(
     du: list[Path],
     claim_runs: list[Path],
     epochs: list[Path],
+    training: list[Path],
     **outputs: Path,
 ) -> None:
     """The tables rule: samples, summary, disk, article comparison, reproduction and claims
@@ -402,6 +481,7 @@ def write_tables(
     extras = _extras(results, claim_runs)
     access = access_table([json.loads(Path(p).read_text()) for p in epochs])
     extras["access"] = access
+    au = au_table([json.loads(Path(p).read_text()) for p in training], access)
     claims = claims_table(summary, dsk, extras)
     repro = reproduction_table(summary, dsk, extras)
     frames = {
@@ -412,6 +492,7 @@ def write_tables(
         "claims": claims,
         "reproduction": repro,
         "access": access,
+        "au": au,
     }
     for name, df in frames.items():
         with atomic_path(outputs[name]) as tmp:
@@ -421,6 +502,7 @@ def write_tables(
             markdown_summary(summary, dsk, art),
             *which_format(summary, dsk, access),
             *_access_md(access),
+            *_au_md(au),
             *_spread_note(summary),
             reproduction_markdown(repro),
             "",

@@ -279,3 +279,66 @@ def read_epoch(job: Job) -> dict[str, Any]:
         cores=len(os.sched_getaffinity(0)),
     )
     return res.save(job.result)
+
+
+def train(job: Job) -> dict[str, Any]:
+    """Shuffled batches consumed by a simulated accelerator (``computation_time`` per batch, a
+    real sleep) while the readers prefetch: accelerator utilisation as MLPerf Storage defines
+    it, over ``au_batches`` batches per run; every image verified."""
+    from imgbench import access
+
+    src_images, src_labels = load_source(job.images, job.labels, job.n)
+    store = _store(job, workers=1)
+    res = Result.for_job(job, Op.TRAIN)
+    files = cache.store_files(job.store)
+    rounds = iter(range(job.warmup + job.repeats))
+    state: dict[str, Any] = {}
+    runs: list[dict[str, float]] = []
+
+    def before(_: None, timed: bool) -> None:
+        order = access.epoch_order("shuffled", job.n, job.seed, next(rounds), 0)
+        parts = access.batches(order, "shuffled", job.batch_size)[: job.au_batches]
+        n = sum(len(p) for p in parts)
+        out = access.Epoch(n, src_images.shape[1:], src_labels.dtype, len(parts))
+        state.update(order=order[:n], parts=parts, out=out)
+        if timed:
+            _prepare_cache(res, job, job.store, files)
+
+    def step(_: None) -> dict[str, float]:
+        return access.run_training(
+            store,
+            job.store,
+            state["parts"],
+            job.readers,
+            job.reader_kind,
+            state["out"],
+            job.computation_time,
+            job.prefetch,
+        )
+
+    def after(_: None, got: dict[str, float], timed: bool) -> None:
+        out = state["out"]
+        verify.against_indices(
+            job.what, (out.images, out.labels), src_images, src_labels, state["order"]
+        )
+        if timed:
+            runs.append(got)
+
+    with _damage_is_clear(job):
+        measure(res, step, (None,), before, after)
+    res.verified = True
+    n = len(state["order"])
+    res.extra.update(
+        pattern="shuffled",
+        readers=job.readers,
+        reader_kind=job.reader_kind,
+        batch_size=job.batch_size,
+        batches=len(state["parts"]),
+        epoch_images=n,
+        computation_time=job.computation_time,
+        prefetch=job.prefetch,
+        au=[r["au"] for r in runs],
+        stall_s=[r["stall_s"] for r in runs],
+        cores=len(os.sched_getaffinity(0)),
+    )
+    return res.save(job.result)

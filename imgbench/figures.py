@@ -133,13 +133,36 @@ def _access(acc: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _au(au: pd.DataFrame) -> plt.Figure:
+    caches = [c for c in ("warm", "cold") if c in set(au["cache"])]
+    fig, axes = plt.subplots(1, len(caches), figsize=(7 * len(caches), 4.5), squeeze=False)
+    for ax, cache in zip(axes[0], caches, strict=True):
+        sub = au[au["cache"] == cache].copy()
+        sub["setup"] = sub["format"] + " " + sub["mode"]
+        piv = sub.pivot_table(index="setup", columns="readers", values="au") * 100
+        piv.plot.bar(ax=ax, rot=30)
+        ax.axhline(90, ls="--", color="k", lw=1)
+        c = ", ".join(f"{v * 1e3:g} ms" for v in sorted(set(sub["computation_time"])))
+        ax.set(ylabel="AU % (median)", ylim=(0, 105), title=f"{cache} cache, compute {c}/batch")
+        ax.legend(title="readers", fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def write_figures(
-    summary_csv: Path, disk_csv: Path, access_csv: Path, dpi: int = 120, **outputs: Path
+    summary_csv: Path,
+    disk_csv: Path,
+    access_csv: Path,
+    au_csv: Path,
+    dpi: int = 120,
+    **outputs: Path,
 ) -> None:
     """The figures rule: render every figure named in *outputs* (keys below) from the tables."""
     s = pd.read_csv(summary_csv)
     disk = pd.read_csv(disk_csv)
     acc = pd.read_csv(access_csv)
+    au = pd.read_csv(au_csv)
     store = s[s["operation"] == "write_many"]
     read_warm = s[(s["operation"] == "read_many") & (s["cache"] == "warm")]
     many = s[s["operation"].isin(["write_many", "read_many"]) & (s["cache"] != "cold")]
@@ -159,6 +182,7 @@ def write_figures(
         "disk": lambda: _disk(disk),
         "single": lambda: _single(s[s["operation"].isin(["write_one", "read_one"])]),
         "access": lambda: _access(acc),
+        "au": lambda: _au(au),
     }
     for name, path in outputs.items():
         fig = makers[name]()

@@ -48,6 +48,10 @@ class Job:
     reader_kind: str = "process"
     seed: int = 0
     random_samples: int = 10_000
+    #: training simulation: accelerator seconds per batch, batches per run, prefetch per reader
+    computation_time: float = 0.0
+    au_batches: int = 200
+    prefetch: int = 2
 
     def __post_init__(self) -> None:
         for name in ("images", "labels", "store", "result"):

@@ -24,6 +24,7 @@ class Op(StrEnum):
     WRITE_ONE = "write_one"
     READ_ONE = "read_one"
     READ_EPOCH = "read_epoch"
+    TRAIN = "train"
 
 
 class Cache(StrEnum):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from imgbench import access, experiments
@@ -124,3 +125,101 @@ def test_cold_epochs_prove_residency(tmp_path, source):
     r = experiments.read_epoch(job)
     assert len(r["resident_fraction"]) == 2 and max(r["resident_fraction"]) <= 0.05
     assert r["cache_scope"] == "data"
+
+
+class _SlowStore:
+    """A store whose every batch takes a known time: AU must follow from it."""
+
+    def __init__(self, read_s: float, images: np.ndarray, labels: np.ndarray) -> None:
+        self.read_s, self.images, self.labels = read_s, images, labels
+
+    def batch_reader(self, path):
+        import contextlib
+        import time
+
+        @contextlib.contextmanager
+        def reader():
+            def read(idx):
+                time.sleep(self.read_s)
+                return self.images[idx], self.labels[idx]
+
+            yield read
+
+        return reader()
+
+
+@pytest.mark.parametrize(("read_s", "lo", "hi"), [(0.002, 0.85, 1.0), (0.04, 0.35, 0.6)])
+def test_au_on_a_synthetic_case_with_known_times(tmp_path, read_s, lo, hi):
+    # compute 20 ms per batch; one reader: reading 2 ms keeps the accelerator busy (AU ~1),
+    # reading 40 ms leaves it waiting half the time (steady state AU = 20 / 40 = 0.5)
+    images, labels = random_data(64, seed=1)
+    order = access.epoch_order("shuffled", 64, 0, 0, 0)
+    parts = access.batches(order, "shuffled", 4)
+    out = access.Epoch(64, images.shape[1:], labels.dtype, len(parts))
+    got = access.run_training(
+        _SlowStore(read_s, images, labels), tmp_path, parts, 1, "thread", out, 0.02
+    )
+    assert lo <= got["au"] <= hi, got
+    assert got["compute_s"] >= 0.02 * len(parts)
+    np.testing.assert_array_equal(out.images, images[order])
+
+
+def test_accelerators_at_90_formula():
+    from imgbench import aggregate
+
+    result = {
+        "format": "npy",
+        "mode": "tuned",
+        "cache": "warm",
+        "verified": True,
+        "node": "n",
+        "config_hash": "h",
+        "extra": {
+            "au": [0.5, 0.6],
+            "stall_s": [1.0],
+            "readers": 1,
+            "reader_kind": "process",
+            "computation_time": 0.016,
+            "batch_size": 256,
+            "batches": 10,
+            "prefetch": 2,
+            "cores": 2,
+        },
+    }
+    acc = pd.DataFrame(
+        [
+            {
+                "data": "cifar32",
+                "format": "npy",
+                "mode": "tuned",
+                "reader_kind": "process",
+                "readers": 1,
+                "cache": "warm",
+                "pattern": "shuffled",
+                "images_per_s": 100_000.0,
+            }
+        ]
+    )
+    t = aggregate.au_table([result], acc)
+    # 100,000 images/s x 0.016 s / (0.9 x 256) = 6.94 -> 6 accelerators at >= 90 %
+    assert t["accelerators_at_90"].iloc[0] == 6 and t["au"].iloc[0] == 0.55
+
+
+def test_train_experiment_verifies_and_records_au(tmp_path, source):
+    experiments.build_store(make_job(tmp_path, source[:2], "npy", "tuned", 1000))
+    job = make_job(
+        tmp_path,
+        source[:2],
+        "npy",
+        "tuned",
+        1000,
+        cache="warm",
+        batch_size=50,
+        readers=2,
+        computation_time=0.005,
+        au_batches=8,
+        repeats=2,
+    )
+    r = experiments.train(job)
+    assert r["verified"] and len(r["extra"]["au"]) == 2 and r["extra"]["batches"] == 8
+    assert all(0 < a <= 1.0 for a in r["extra"]["au"])

@@ -28,6 +28,8 @@ TIMED_DIRS = [
     "read_one_cold",
     "read_epoch_warm",
     "read_epoch_cold",
+    "train_warm",
+    "train_cold",
 ]
 
 pytestmark = pytest.mark.workflow
@@ -64,6 +66,8 @@ def test_dry_run_default_dag(tmp_path: Path) -> None:
         assert counts[rule] == combos, rule
     for rule in ["read_epoch_warm", "read_epoch_cold"]:  # 2 patterns x 2 reader counts
         assert counts[rule] == combos * 2 * 2, rule
+    for rule in ["train_warm", "train_cold"]:  # 2 reader counts x 1 compute time
+        assert counts[rule] == combos * 2, rule
     for rule in ["download", "unpickle", "double", "device", "tables", "figures", "provenance"]:
         assert counts[rule] == 1, rule
     for mode, fmt, n in itertools.product(
@@ -153,6 +157,7 @@ def test_tiny_run_produces_every_table_and_figure(tiny_run: Path) -> None:
         "claims.csv",
         "reproduction.csv",
         "access.csv",
+        "au.csv",
         "summary.md",
     ]:
         assert (tables / name).stat().st_size > 0, name
@@ -166,6 +171,7 @@ def test_tiny_run_produces_every_table_and_figure(tiny_run: Path) -> None:
         "disk",
         "single",
         "access",
+        "au",
     ]:
         fig = tiny_run / "results" / "figures" / f"{name}.png"
         assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -188,13 +194,17 @@ def test_tiny_run_produces_every_table_and_figure(tiny_run: Path) -> None:
     acc = pd.read_csv(tables / "access.csv")
     assert len(acc) == len(combos) * 2 * 2 and acc["verified"].all()  # readers x cache
     assert set(acc["pattern"]) == {"shuffled"} and (acc["epoch_images"] == 100).all()
+    au = pd.read_csv(tables / "au.csv")
+    assert len(au) == len(combos) * 2 * 2 and au["verified"].all()
+    assert ((au["au"] > 0) & (au["au"] <= 1)).all() and au["accelerators_at_90"].notna().all()
     claims = pd.read_csv(tables / "claims.csv")
     assert len(claims) == 21 and set(claims["verdict"]) <= {"holds", "fails", "mixed", "not tested"}
 
 
 def test_cold_results_all_prove_residency(tiny_run: Path) -> None:
-    results = list((tiny_run / "results" / "timings").glob("read_*_cold/**/*.json"))
-    assert len(results) == 7 * 3 + 7 * 2  # many at 2 cutoffs, one, epochs at 2 reader counts
+    timings = tiny_run / "results" / "timings"
+    results = [*timings.glob("read_*_cold/**/*.json"), *timings.glob("train_cold/**/*.json")]
+    assert len(results) == 7 * 3 + 7 * 2 + 7 * 2  # many, one, epochs and training
     for p in results:
         r = json.loads(p.read_text())
         assert r["resident_fraction"] and max(r["resident_fraction"]) <= 0.05, p
@@ -206,7 +216,8 @@ def test_timed_jobs_never_overlap_any_job(tiny_run: Path) -> None:
         for p in (tiny_run / "results" / "timings" / d).rglob("*.json"):
             r = json.loads(p.read_text())
             timed.append((r["start"], r["end"], str(p)))
-    assert len(timed) == 7 * 2 * 3 + 7 * 3 + 7 * 2 * 2  # + epochs: 2 reader counts, warm/cold
+    # + epochs and training: 2 reader counts each, warm and cold
+    assert len(timed) == 7 * 2 * 3 + 7 * 3 + 7 * 2 * 2 + 7 * 2 * 2
     # every job, timed or not, logs its process's window
     windows = []
     for log in (tiny_run / "results" / "logs").rglob("*.log"):
@@ -254,7 +265,10 @@ def test_store_option_reruns_only_that_format(tiny_run: Path) -> None:
     ("override", "expected"),
     [
         # only the cold reads use the eviction method
-        ("cold_cache=fadvise", {"read_many_cold": 14, "read_one_cold": 7, "read_epoch_cold": 14}),
+        (
+            "cold_cache=fadvise",
+            {"read_many_cold": 14, "read_one_cold": 7, "read_epoch_cold": 14, "train_cold": 14},
+        ),
         # only the one-image jobs use the ids
         ("single_samples=3", {"write_one": 7, "read_one_warm": 7, "read_one_cold": 7}),
         # every timed job repeats
@@ -272,6 +286,8 @@ def test_store_option_reruns_only_that_format(tiny_run: Path) -> None:
                 "claim_lazy_items": 1,
                 "read_epoch_warm": 14,  # read the rebuilt largest stores
                 "read_epoch_cold": 14,
+                "train_warm": 14,
+                "train_cold": 14,
             },
         ),
     ],

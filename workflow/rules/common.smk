@@ -78,6 +78,10 @@ MEASURE_KEYS = {
     "one_read_warm": [*_DATA_KEYS, "repeats", "warmup", "single_samples"],
     "one_read_cold": [*_DATA_KEYS, "repeats", "warmup", "single_samples", "cold_cache"],
     "epoch_warm": [*_DATA_KEYS, "epoch_repeats", "epoch_warmup", "batch_size", "seed"],
+    "train_warm": [*_DATA_KEYS, "epoch_repeats", "epoch_warmup", "batch_size", "seed"]
+    + ["au_batches", "prefetch"],
+    "train_cold": [*_DATA_KEYS, "epoch_repeats", "epoch_warmup", "batch_size", "seed"]
+    + ["au_batches", "prefetch", "cold_cache"],
     "epoch_cold": [
         *_DATA_KEYS,
         "epoch_repeats",
@@ -161,6 +165,22 @@ def epoch_params(kind):
 
 EPOCHS = epoch_targets("warm") + epoch_targets("cold")
 
+
+def train_targets(cache):
+    pattern = "results/timings/train_{cache}/{data}/{mode}/{fmt}/r{readers}_{kind}_{compute}s.json"
+    return [
+        pattern.format(
+            cache=cache, data=DATA, mode=m, fmt=f, readers=r, kind=k, compute=c
+        )
+        for m, f in COMBOS
+        for r in config["readers"]
+        for k in config["reader_kind"]
+        for c in config["computation_time"]
+    ]
+
+
+TRAINING = train_targets("warm") + train_targets("cold")
+
 TIMINGS = (
     many_targets("results/timings/write_many/{data}/{mode}/{fmt}/{n}.json")
     + many_targets("results/timings/read_many_warm/{data}/{mode}/{fmt}/{n}.json")
@@ -190,6 +210,7 @@ FIGURES = {
         "single",
     ]
     + (["access"] if config["access_patterns"] else [])
+    + (["au"] if config["computation_time"] else [])
 }
 TABLES = {
     "samples": "results/tables/samples.csv",
@@ -198,6 +219,7 @@ TABLES = {
     "article": "results/tables/article_comparison.csv",
     "claims": "results/tables/claims.csv",
     "access": "results/tables/access.csv",
+    "au": "results/tables/au.csv",
     "reproduction": "results/tables/reproduction.csv",
     "markdown": "results/tables/summary.md",
 }

@@ -119,3 +119,45 @@ use rule read_epoch_warm as read_epoch_cold with:
         cache="cold",
         cold_cache=config["cold_cache"],
         config_hash=measure_hash("epoch_cold"),
+
+
+# Training simulation: shuffled batches consumed by an accelerator that computes
+# {compute} seconds per batch while the readers prefetch; accelerator utilisation (AU).
+rule train_warm:
+    input:
+        store=f"results/stores/{{data}}/{{mode}}/{{fmt}}/{CUTOFFS[-1]}",
+        images=rules.double.output.images,
+        labels=rules.double.output.labels,
+    output:
+        result="results/timings/train_warm/{data}/{mode}/{fmt}/r{readers}_{kind}_{compute}s.json",
+    log:
+        "results/logs/train_warm/{data}/{mode}/{fmt}/r{readers}_{kind}_{compute}s.log",
+    benchmark:
+        "results/benchmarks/train_warm/{data}/{mode}/{fmt}/r{readers}_{kind}_{compute}s.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=TIMING_SLOTS,
+    params:
+        **epoch_params("train_warm"),
+        experiment="train",
+        cache="warm",
+        options=store_options,
+        n=CUTOFFS[-1],
+        au_batches=config["au_batches"],
+        prefetch=config["prefetch"],
+    script:
+        "../scripts/step.py"
+
+
+use rule train_warm as train_cold with:
+    output:
+        result="results/timings/train_cold/{data}/{mode}/{fmt}/r{readers}_{kind}_{compute}s.json",
+    log:
+        "results/logs/train_cold/{data}/{mode}/{fmt}/r{readers}_{kind}_{compute}s.log",
+    benchmark:
+        "results/benchmarks/train_cold/{data}/{mode}/{fmt}/r{readers}_{kind}_{compute}s.tsv"
+    params:
+        cache="cold",
+        cold_cache=config["cold_cache"],
+        config_hash=measure_hash("train_cold"),

@@ -48,6 +48,7 @@ rule tables:
         du=DISK,
         claim_runs=CLAIM_RUNS,
         epochs=EPOCHS,
+        training=TRAINING,
     output:
         **{k: report(v, category="Tables") for k, v in TABLES.items()},
     log:
@@ -69,6 +70,7 @@ rule figures:
         summary_csv=TABLES["summary"],
         disk_csv=TABLES["disk"],
         access_csv=TABLES["access"],
+        au_csv=TABLES["au"],
     output:
         **{
             k: report(v, caption=f"../report/{k}.rst", category="Figures")
