@@ -361,9 +361,10 @@ def _hdf5_ranges(run: Run) -> Outcome:
     element = _epoch(acc, "hdf5", "sequential")
     n = int(acc[acc["format"] == "hdf5"]["epoch_images"].iloc[0])
     whole = run.time("hdf5", "read_many", n)
+    how = "image by image" if run.mode == "article" else "batch by batch"
     numbers = (
-        f"N={n:,}, warm: one range read {whole.median:.3g} s, image by image in order "
-        f"{element.median:.3g} s ({_ratio(element.median, whole.median):.1f}x)"
+        f"N={n:,}, warm: one range read {whole.median:.3g} s, {how} in order (an epoch, "
+        f"1 reader) {element.median:.3g} s ({_ratio(element.median, whole.median):.1f}x)"
     )
     return _tally({"range read faster beyond the spread": _cmp(whole, element) < 0}, numbers)
 
