@@ -1,29 +1,31 @@
 """Epochs as training reads them: mini-batches in an order, spread over several readers.
 
 Each reader (a forked process, as PyTorch DataLoader workers, or a thread) takes an
-interleaved share of the batches (batch ``r``, ``r + R``, ...), opens the store itself, reads
-every batch of its share through the store's ``batch_reader`` and writes it at its positions
-in one shared output array; nothing is pooled inside a reader. Processes open the store
-each; threads share one open store (LMDB allows one environment per process). The timed
+interleaved share of the batches (batch ``r``, ``r + R``, ...), reads every batch of its
+share through the store's ``batch_reader`` and writes it at its positions in one shared
+output array; nothing is pooled inside a reader. Processes open the store each; threads
+share one open store (LMDB allows one environment per process). The timed
 section is one epoch: readers started, every batch read, readers joined. Afterwards,
 untimed, the whole output is compared with the source images in the epoch's order.
 """
 
 from __future__ import annotations
 
-import mmap
+import contextlib
 import multiprocessing
 import os
+import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from imgbench.errors import StoreError
 from imgbench.names import Pattern, ReaderKind
-from imgbench.stores.base import Store
+from imgbench.stores.base import Store, shared_array
 
 
 def epoch_order(pattern: str, n: int, seed: int, repeat: int, random_samples: int) -> np.ndarray:
@@ -45,89 +47,109 @@ def batches(order: np.ndarray, pattern: str, batch_size: int) -> list[np.ndarray
     return [order[s : s + size] for s in range(0, len(order), size)]
 
 
-def _shared(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An array in an anonymous shared mapping: written by forked readers, seen by the parent."""
-    nbytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
-    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_SHARED)
-    return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
-
-
 class Epoch:
     """The shared output of one epoch: images, labels and per-batch latencies."""
 
     def __init__(self, n: int, image_shape: tuple[int, ...], label_dtype: np.dtype, nb: int):
-        self.images = _shared((n, *image_shape), np.uint8)
-        self.labels = _shared((n,), label_dtype)
-        self.latency = _shared((nb,), np.float64)
+        self.images = shared_array((n, *image_shape), np.uint8)
+        self.labels = shared_array((n,), label_dtype)
+        self.latency = shared_array((nb,), np.float64)
         self.images.fill(0)  # pre-fault the output outside the timed section
         self.labels.fill(0)
         self.latency.fill(np.nan)
 
 
-def _read_share(
-    read: Callable, parts: list[np.ndarray], starts: list[int], mine: Sequence[int], out: Epoch
-) -> None:
-    for b in mine:
-        t0 = time.perf_counter()
-        images, labels = read(parts[b])
-        out.latency[b] = time.perf_counter() - t0
-        out.images[starts[b] : starts[b] + len(parts[b])] = images
-        out.labels[starts[b] : starts[b] + len(parts[b])] = labels
+def _layout(parts: list[np.ndarray], readers: int) -> tuple[list[int], list[range]]:
+    """Where each batch starts in the output, and each reader's interleaved share."""
+    starts = [int(x) for x in np.cumsum([0] + [len(p) for p in parts[:-1]])]
+    return starts, [range(r, len(parts), readers) for r in range(readers)]
+
+
+def _put(read: Callable, parts: list[np.ndarray], starts: list[int], b: int, out: Epoch) -> None:
+    """Read batch *b*, time the read, and place it at its positions in the output."""
+    t0 = time.perf_counter()
+    images, labels = read(parts[b])
+    out.latency[b] = time.perf_counter() - t0
+    out.images[starts[b] : starts[b] + len(parts[b])] = images
+    out.labels[starts[b] : starts[b] + len(parts[b])] = labels
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+@contextlib.contextmanager
+def _readers(
+    store: Store,
+    path: Path,
+    kind: str,
+    n: int,
+    work: Callable[[Callable, int], None],
+    on_fail: Callable[[int], None] = lambda r: None,
+) -> Iterator[None]:
+    """Run ``work(read, r)`` in *n* readers of *kind* while the body runs; join them on exit
+    and fail with one line naming the store if any reader failed (``on_fail(r)`` runs in a
+    failing reader, e.g. to wake a consumer waiting for it). Processes open the store each;
+    threads share one open store (LMDB allows one environment per process)."""
+    errors: Any
+    with contextlib.ExitStack() as stack:
+        if kind == ReaderKind.PROCESS:
+            ctx = multiprocessing.get_context("fork")
+            errors = ctx.SimpleQueue()
+
+            def child(r: int) -> None:
+                try:
+                    with store.batch_reader(path) as read:
+                        work(read, r)
+                except BaseException as exc:
+                    errors.put(_one_line(exc))
+                    on_fail(r)
+                    os._exit(1)
+                os._exit(0)  # no atexit handlers of the parent's libraries in the child
+
+            workers: list = [ctx.Process(target=child, args=(r,)) for r in range(n)]
+        else:
+            errors = queue.SimpleQueue()
+            read = stack.enter_context(store.batch_reader(path))
+
+            def thread(r: int) -> None:
+                try:
+                    work(read, r)
+                except BaseException as exc:
+                    errors.put(_one_line(exc))
+                    on_fail(r)
+
+            workers = [threading.Thread(target=thread, args=(r,)) for r in range(n)]
+        for w in workers:
+            w.start()
+        try:
+            yield
+        finally:
+            for w in workers:
+                w.join()
+    why = []
+    while not errors.empty():
+        why.append(errors.get())
+    died = [w.exitcode for w in workers if getattr(w, "exitcode", 0)]
+    if why or died:
+        raise StoreError(
+            f"{path}: {max(len(why), len(died))} of {n} {kind} readers failed: "
+            f"{why[0] if why else f'exit codes {died}'}"
+        )
 
 
 def run_epoch(
     store: Store, path: Path | str, parts: list[np.ndarray], readers: int, kind: str, out: Epoch
 ) -> None:
     """Read every batch once with *readers* readers of *kind*; raise if any reader failed."""
-    path = Path(path)
-    starts = list(np.cumsum([0] + [len(p) for p in parts[:-1]]))
-    shares = [range(r, len(parts), readers) for r in range(readers)]
-    if kind == ReaderKind.PROCESS:
-        ctx = multiprocessing.get_context("fork")
-        errors = ctx.SimpleQueue()
-        procs = [
-            ctx.Process(target=_child, args=(store, path, parts, starts, share, out, errors))
-            for share in shares
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        bad = [p.exitcode for p in procs if p.exitcode != 0]
-        if bad:
-            why = errors.get() if not errors.empty() else f"exit codes {bad}"
-            raise StoreError(f"{len(bad)} of {readers} reader processes failed: {why}")
-    else:
-        # Threads share one open store (LMDB allows one environment per process; h5py and
-        # the PNG decoder are safe to share), as a threaded loader holds one handle.
-        errors: list[BaseException] = []
-        with store.batch_reader(path) as read:
+    starts, shares = _layout(parts, readers)
 
-            def target(share: range) -> None:
-                try:
-                    _read_share(read, parts, starts, share, out)
-                except BaseException as exc:  # re-raised in the caller, outside the thread
-                    errors.append(exc)
+    def share(read: Callable, r: int) -> None:
+        for b in shares[r]:
+            _put(read, parts, starts, b, out)
 
-            threads = [threading.Thread(target=target, args=(share,)) for share in shares]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        if errors:
-            raise errors[0]
-
-
-def _child(
-    store: Store, path: Path, parts: list, starts: list, share: range, out: Epoch, errors: object
-) -> None:
-    try:
-        with store.batch_reader(path) as read:  # each process opens the store itself
-            _read_share(read, parts, starts, share, out)
-    except BaseException as exc:  # the parent fails the job with this one line
-        errors.put(" ".join(f"{type(exc).__name__}: {exc}".split()))  # type: ignore[attr-defined]
-        os._exit(1)
-    os._exit(0)  # no atexit handlers of the parent's libraries in the child
+    with _readers(store, Path(path), kind, readers, share):
+        pass
 
 
 def run_training(
@@ -144,107 +166,50 @@ def run_training(
     batch (a real sleep) while the readers prefetch up to *prefetch* batches each (PyTorch
     DataLoader's ``prefetch_factor``). Returns accelerator utilisation as MLPerf Storage
     defines it: compute time / run time, the first batch's wait excluded."""
-    path = Path(path)
-    starts = list(np.cumsum([0] + [len(p) for p in parts[:-1]]))
-    shares = [range(r, len(parts), readers) for r in range(readers)]
+    starts, shares = _layout(parts, readers)
     if kind == ReaderKind.PROCESS:
         ctx = multiprocessing.get_context("fork")
-        ready = [ctx.SimpleQueue() for _ in shares]
-        slots = [ctx.Semaphore(prefetch) for _ in shares]
-        errors = ctx.SimpleQueue()
-        workers = [
-            ctx.Process(
-                target=_producer_child,
-                args=(store, path, parts, starts, share, out, ready[r], slots[r], errors),
-            )
-            for r, share in enumerate(shares)
-        ]
+        ready, slots = (
+            [ctx.SimpleQueue() for _ in shares],
+            [ctx.Semaphore(prefetch) for _ in shares],
+        )
     else:
-        import queue
-
         ready = [queue.SimpleQueue() for _ in shares]
         slots = [threading.Semaphore(prefetch) for _ in shares]
-        errors = queue.SimpleQueue()
-        handle = store.batch_reader(path)
-        read = handle.__enter__()
-        workers = [
-            threading.Thread(
-                target=_produce, args=(read, parts, starts, share, out, ready[r], slots[r], errors)
-            )
-            for r, share in enumerate(shares)
-        ]
-    t_start = time.perf_counter()
-    for w in workers:
-        w.start()
+
+    def produce(read: Callable, r: int) -> None:
+        for b in shares[r]:
+            slots[r].acquire()
+            _put(read, parts, starts, b, out)
+            ready[r].put(b)
+
     compute = stalled = 0.0
-    t_first = t_start
-    failed = True
-    try:
-        for b in range(len(parts)):
-            r = b % readers
-            t0 = time.perf_counter()
-            if ready[r].get() is None:  # the reader failed: it said why in `errors`
-                raise StoreError(f"a reader failed: {errors.get()}")
-            t1 = time.perf_counter()
-            if b == 0:
-                t_first = t1  # MLPerf Storage: the first step's I/O is not in AU
+    t_first = time.perf_counter()
+    with _readers(store, Path(path), kind, readers, produce, lambda r: ready[r].put(None)):
+        done = False
+        try:
+            for b in range(len(parts)):
+                r = b % readers
+                t0 = time.perf_counter()
+                if ready[r].get() is None:  # the reader failed: _readers raises its line
+                    break
+                t1 = time.perf_counter()
+                if b == 0:
+                    t_first = t1  # MLPerf Storage: the first step's I/O is not in AU
+                else:
+                    stalled += t1 - t0
+                time.sleep(compute_s)  # the accelerator's step
+                compute += time.perf_counter() - t1
+                slots[r].release()
             else:
-                stalled += t1 - t0
-            time.sleep(compute_s)  # the accelerator's step
-            compute += time.perf_counter() - t1
-            slots[r].release()
-        failed = False
-    finally:
-        if failed:  # let blocked readers run out their (bounded) shares, then join them
-            for sem in slots:
-                for _ in range(len(parts)):
-                    sem.release()
-        for w in workers:
-            w.join()
-        if kind != ReaderKind.PROCESS:
-            handle.__exit__(None, None, None)
-    t_end = time.perf_counter()
+                done = True  # every batch consumed (a failed reader breaks out above)
+        finally:
+            if not done:  # let blocked readers run out their (bounded) shares before joining
+                for sem in slots:
+                    for _ in range(len(parts)):
+                        sem.release()
     return {
-        "au": compute / (t_end - t_first),
-        "run_s": t_end - t_start,
+        "au": compute / (time.perf_counter() - t_first),
         "stall_s": stalled,
         "compute_s": compute,
     }
-
-
-def _produce(
-    read: Callable,
-    parts: list,
-    starts: list,
-    share: range,
-    out: Epoch,
-    ready: object,
-    slots: object,
-    errors: object,
-) -> None:
-    try:
-        for b in share:
-            slots.acquire()  # type: ignore[attr-defined]
-            images, labels = read(parts[b])
-            out.images[starts[b] : starts[b] + len(parts[b])] = images
-            out.labels[starts[b] : starts[b] + len(parts[b])] = labels
-            ready.put(b)  # type: ignore[attr-defined]
-    except BaseException as exc:
-        errors.put(" ".join(f"{type(exc).__name__}: {exc}".split()))  # type: ignore[attr-defined]
-        ready.put(None)  # type: ignore[attr-defined]
-
-
-def _producer_child(
-    store: Store,
-    path: Path,
-    parts: list,
-    starts: list,
-    share: range,
-    out: Epoch,
-    ready: object,
-    slots: object,
-    errors: object,
-) -> None:
-    with store.batch_reader(path) as read:
-        _produce(read, parts, starts, share, out, ready, slots, errors)
-    os._exit(0)

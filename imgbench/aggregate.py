@@ -124,6 +124,21 @@ def disk_table(results: list[dict]) -> pd.DataFrame:
     return df[cols].sort_values(["data", "format", "mode", "n_images"]).reset_index(drop=True)
 
 
+def article_row(summary: pd.DataFrame, fmt: str, op: str, cache: str, n: int) -> pd.Series | None:
+    """The article-mode row of one measurement, or None when this run lacks it."""
+    need = ("format", "mode", "operation", "cache", "n_images", "median_s")
+    if not all(c in summary.columns for c in need):
+        return None
+    sel = summary[
+        (summary["format"] == fmt)
+        & (summary["mode"] == "article")
+        & (summary["operation"] == op)
+        & (summary["cache"] == cache)
+        & (summary["n_images"] == n)
+    ]
+    return sel.iloc[0] if len(sel) else None
+
+
 def article_table(summary: pd.DataFrame, disk: pd.DataFrame) -> pd.DataFrame:
     """Our article-mode medians next to the article's published numbers, per cutoff.
 
@@ -137,15 +152,9 @@ def article_table(summary: pd.DataFrame, disk: pd.DataFrame) -> pd.DataFrame:
             found = False
             for name, op, cache in ops:
                 pub = published if name == "write_many" else article.READ_MANY_S[fmt]
-                sel = summary[
-                    (summary["format"] == fmt)
-                    & (summary["mode"] == "article")
-                    & (summary["operation"] == op)
-                    & (summary["n_images"] == n)
-                    & (summary["cache"] == cache)
-                ]
-                found |= bool(len(sel))
-                ours = float(sel["median_s"].iloc[0]) if len(sel) else np.nan
+                sel = article_row(summary, fmt, op, cache, n)
+                found |= sel is not None
+                ours = float(sel["median_s"]) if sel is not None else np.nan
                 row[f"{name}_s_ours"] = ours
                 row[f"{name}_s_article"] = pub[i]
                 row[f"{name}_ratio"] = ours / pub[i] if ours == ours else np.nan

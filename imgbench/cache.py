@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from imgbench.errors import BenchError
+from imgbench.names import CacheScope
 
 __all__ = [
     "COLD_LIMIT",
@@ -63,7 +64,7 @@ class Eviction(NamedTuple):
 
     method: str  # fadvise | drop_caches
     fraction: float  # resident fraction of the store's pages, measured after eviction
-    scope: str  # data | full (see imgbench.names.ColdScope)
+    scope: CacheScope  # DATA or FULL
 
 
 class ColdCacheError(BenchError):
@@ -251,5 +252,5 @@ def evict(path: Path, method: str = "auto", files: list[Path] | None = None) -> 
         )
     if method != "fadvise" and can_drop_caches():
         drop_caches(INODES)  # last: the residency proof above opened every file
-        return Eviction(used, fraction, "full")
-    return Eviction(used, fraction, "data")
+        return Eviction(used, fraction, CacheScope.FULL)
+    return Eviction(used, fraction, CacheScope.DATA)

@@ -12,7 +12,7 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from imgbench.data import load_source
 from imgbench.du import disk_use
 from imgbench.errors import BenchError, StoreError
 from imgbench.job import Job
-from imgbench.names import Cache, Op
+from imgbench.names import Cache, CacheScope, Op, Pattern
 from imgbench.results import Result
 from imgbench.stores import get_store
 from imgbench.stores.base import Store
@@ -94,7 +94,8 @@ def _prepare_cache(res: Result, job: Job, path: Path, files: list[Path]) -> None
         res.resident_fraction.append(ev.fraction)
     else:
         fraction = cache.make_resident(files)
-        scope = "resident" if fraction >= cache.WARM_LIMIT else "partial"
+        warm = fraction >= cache.WARM_LIMIT
+        scope = CacheScope.RESIDENT if warm else CacheScope.PARTIAL
         res.cache_scope = _joined(res.cache_scope, scope)
         res.resident_fraction.append(fraction)
 
@@ -225,58 +226,77 @@ def read_one(job: Job) -> dict[str, Any]:
     return res.save(job.result)
 
 
+def _epochs(
+    job: Job,
+    op: Op,
+    pattern: str,
+    run: Callable[[Store, list[np.ndarray], Any], Any],
+    keep: Callable[[Any, Any], None],
+    max_batches: int | None = None,
+) -> Result:
+    """What epoch reads and the training simulation share: a fresh order per run (eviction or
+    residency last before the timer), ``run(store, batches, out)`` timed, every image verified
+    after it; ``keep(result, out)`` takes what a timed run leaves to report."""
+    from imgbench import access
+
+    src_images, src_labels = load_source(job.images, job.labels, job.n)
+    store = _store(job, workers=1)  # no pool inside a reader: the readers are the parallelism
+    res = Result.for_job(job, op)
+    files = cache.store_files(job.store)
+    rounds = iter(range(job.warmup + job.repeats))
+    state: dict[str, Any] = {}
+
+    def before(_: None, timed: bool) -> None:
+        order = access.epoch_order(pattern, job.n, job.seed, next(rounds), job.random_samples)
+        parts = access.batches(order, pattern, job.batch_size)[:max_batches]
+        n = sum(len(p) for p in parts)
+        out = access.Epoch(n, src_images.shape[1:], src_labels.dtype, len(parts))
+        state.update(order=order[:n], parts=parts, out=out)
+        if timed:  # last: nothing of the store is opened between eviction and the timer
+            _prepare_cache(res, job, job.store, files)
+
+    def after(_: None, got: Any, timed: bool) -> None:
+        out = state["out"]
+        verify.against_indices(
+            job.what, (out.images, out.labels), src_images, src_labels, state["order"]
+        )
+        if timed:
+            keep(got, out)
+
+    with _damage_is_clear(job):
+        measure(res, lambda _: run(store, state["parts"], state["out"]), (None,), before, after)
+    res.verified = True
+    n = len(state["order"])
+    res.extra.update(
+        pattern=pattern,
+        readers=job.readers,
+        reader_kind=job.reader_kind,
+        batch_size=len(state["parts"][0]) if pattern == Pattern.RANDOM else job.batch_size,
+        batches=len(state["parts"]),
+        epoch_images=n,
+        epoch_bytes=int(n * src_images[0].nbytes),
+        seed=job.seed,
+        cores=len(os.sched_getaffinity(0)),
+    )
+    return res
+
+
 def read_epoch(job: Job) -> dict[str, Any]:
     """Time epochs over the store in ``job.pattern`` order, in mini-batches spread over
     ``job.readers`` readers (processes or threads), warm or cold; verify every image."""
     from imgbench import access
 
-    src_images, src_labels = load_source(job.images, job.labels, job.n)
-    store = _store(job, workers=1)  # no pool inside a reader: the readers are the parallelism
-    res = Result.for_job(job, Op.READ_EPOCH)
-    files = cache.store_files(job.store)
-    rounds = iter(range(job.warmup + job.repeats))
-    state: dict[str, Any] = {}
     latencies: list[float] = []
 
-    def before(_: None, timed: bool) -> None:
-        order = access.epoch_order(job.pattern, job.n, job.seed, next(rounds), job.random_samples)
-        parts = access.batches(order, job.pattern, job.batch_size)
-        shape = src_images.shape[1:]
-        state.update(
-            order=order,
-            parts=parts,
-            out=access.Epoch(len(order), shape, src_labels.dtype, len(parts)),
-        )
-        if timed:  # last: nothing of the store is opened between eviction and the timer
-            _prepare_cache(res, job, job.store, files)
+    def run(store: Store, parts: list[np.ndarray], out: Any) -> None:
+        access.run_epoch(store, job.store, parts, job.readers, job.reader_kind, out)
 
-    def epoch(_: None) -> None:
-        access.run_epoch(
-            store, str(job.store), state["parts"], job.readers, job.reader_kind, state["out"]
-        )
-
-    def after(_: None, __: None, timed: bool) -> None:
-        out, order = state["out"], state["order"]
-        verify.against_indices(job.what, (out.images, out.labels), src_images, src_labels, order)
-        if timed:
-            latencies.extend(out.latency.tolist())
-
-    with _damage_is_clear(job):
-        measure(res, epoch, (None,), before, after)
-    res.verified = True
-    order = state["order"]
+    res = _epochs(
+        job, Op.READ_EPOCH, job.pattern, run, lambda _, out: latencies.extend(out.latency)
+    )
     res.extra.update(
-        pattern=job.pattern,
-        readers=job.readers,
-        reader_kind=job.reader_kind,
-        batch_size=1 if job.pattern == "random" else job.batch_size,
-        epoch_images=len(order),
-        epoch_bytes=int(len(order) * src_images[0].nbytes),
-        batches=len(state["parts"]),
         batch_latency_p50_s=float(np.percentile(latencies, 50)),
         batch_latency_p99_s=float(np.percentile(latencies, 99)),
-        seed=job.seed,
-        cores=len(os.sched_getaffinity(0)),
     )
     return res.save(job.result)
 
@@ -287,58 +307,25 @@ def train(job: Job) -> dict[str, Any]:
     it, over ``au_batches`` batches per run; every image verified."""
     from imgbench import access
 
-    src_images, src_labels = load_source(job.images, job.labels, job.n)
-    store = _store(job, workers=1)
-    res = Result.for_job(job, Op.TRAIN)
-    files = cache.store_files(job.store)
-    rounds = iter(range(job.warmup + job.repeats))
-    state: dict[str, Any] = {}
     runs: list[dict[str, float]] = []
 
-    def before(_: None, timed: bool) -> None:
-        order = access.epoch_order("shuffled", job.n, job.seed, next(rounds), 0)
-        parts = access.batches(order, "shuffled", job.batch_size)[: job.au_batches]
-        n = sum(len(p) for p in parts)
-        out = access.Epoch(n, src_images.shape[1:], src_labels.dtype, len(parts))
-        state.update(order=order[:n], parts=parts, out=out)
-        if timed:
-            _prepare_cache(res, job, job.store, files)
-
-    def step(_: None) -> dict[str, float]:
+    def run(store: Store, parts: list[np.ndarray], out: Any) -> dict[str, float]:
         return access.run_training(
             store,
             job.store,
-            state["parts"],
+            parts,
             job.readers,
             job.reader_kind,
-            state["out"],
+            out,
             job.computation_time,
             job.prefetch,
         )
 
-    def after(_: None, got: dict[str, float], timed: bool) -> None:
-        out = state["out"]
-        verify.against_indices(
-            job.what, (out.images, out.labels), src_images, src_labels, state["order"]
-        )
-        if timed:
-            runs.append(got)
-
-    with _damage_is_clear(job):
-        measure(res, step, (None,), before, after)
-    res.verified = True
-    n = len(state["order"])
+    res = _epochs(job, Op.TRAIN, "shuffled", run, lambda got, _: runs.append(got), job.au_batches)
     res.extra.update(
-        pattern="shuffled",
-        readers=job.readers,
-        reader_kind=job.reader_kind,
-        batch_size=job.batch_size,
-        batches=len(state["parts"]),
-        epoch_images=n,
         computation_time=job.computation_time,
         prefetch=job.prefetch,
         au=[r["au"] for r in runs],
         stall_s=[r["stall_s"] for r in runs],
-        cores=len(os.sched_getaffinity(0)),
     )
     return res.save(job.result)

@@ -43,11 +43,13 @@ class Evict(StrEnum):
     DROP_CACHES = "drop_caches"  # /proc/sys/vm/drop_caches (root)
 
 
-class ColdScope(StrEnum):
-    """What a cold read had evicted before its timer started."""
+class CacheScope(StrEnum):
+    """How cold or warm a read's store really was when its timer started."""
 
-    DATA = "data"  # the store's file pages; inodes and directory entries still cached
-    FULL = "full"  # file pages, and the inode and dentry caches dropped too
+    DATA = "data"  # cold: the store's file pages evicted; inodes and dentries still cached
+    FULL = "full"  # cold: file pages, and the inode and dentry caches dropped too
+    RESIDENT = "resident"  # warm: the whole store in the page cache
+    PARTIAL = "partial"  # warm: the store does not fit in memory
 
 
 class Pattern(StrEnum):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from imgbench import article
-from imgbench.aggregate import _md
+from imgbench.aggregate import _md, article_row
 
 FORMATS = ("png", "lmdb", "hdf5")
 COLUMNS = ["measure", "format", "n_images", "unit", "article", "ours", "ratio", "ours_alt", "note"]
@@ -34,21 +34,6 @@ def of_data(df: pd.DataFrame | None) -> pd.DataFrame:
     return df[df["data"] == article.DATA] if "data" in df.columns else df
 
 
-def _pick(summary: pd.DataFrame, fmt: str, op: str, cache: str, n: int) -> pd.Series | None:
-    """The article-mode row of one measurement, or None when this run lacks it."""
-    need = ("format", "mode", "operation", "cache", "n_images", "median_s")
-    if not all(c in summary.columns for c in need):
-        return None
-    sel = summary[
-        (summary["format"] == fmt)
-        & (summary["mode"] == "article")
-        & (summary["operation"] == op)
-        & (summary["cache"] == cache)
-        & (summary["n_images"] == n)
-    ]
-    return sel.iloc[0] if len(sel) else None
-
-
 def _row(
     measure: str,
     fmt: str,
@@ -67,7 +52,7 @@ def _row(
 def _time(summary: pd.DataFrame, measure: str, fmt: str, n: int, pub: float) -> dict:
     """A timed measure, looked up as ``TIMED`` says."""
     op, cache, unit, scale = TIMED[measure]
-    r = _pick(summary, fmt, op, cache, n)
+    r = article_row(summary, fmt, op, cache, n)
     ours = float(r["median_s"]) * scale if r is not None else np.nan
     note = RETURNED if op.endswith("_returned") else "warm cache"
     if r is not None and str(r.get("library_sync")) == "True":  # CSV: bool or text

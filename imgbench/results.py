@@ -44,7 +44,7 @@ class Result:
     verified: bool = False
     resident_fraction: list[float] = field(default_factory=list)
     evict_method: str | None = None
-    #: cold: "data" or "full" (see imgbench.names.ColdScope); warm: "resident" or "partial"
+    #: see imgbench.names.CacheScope: cold "data" or "full", warm "resident" or "partial"
     cache_scope: str | None = None
     config_hash: str = ""
     #: seconds from process start to the first run, warmup or timed (the job's start-up cost)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from imgbench import access, experiments
-from imgbench.errors import VerificationError
+from imgbench.errors import StoreError, VerificationError
 from imgbench.stores import get_store
 from imgbench.stores.npy import NpyStore
 from tests.conftest import make_job, random_data
@@ -127,25 +130,28 @@ def test_cold_epochs_prove_residency(tmp_path, source):
     assert r["cache_scope"] == "data"
 
 
-class _SlowStore:
-    """A store whose every batch takes a known time: AU must follow from it."""
+class _FakeStore:
+    """A store with known behaviour: every batch takes *read_s*; a batch holding image
+    *fail_at* fails, as a damaged file would."""
 
-    def __init__(self, read_s: float, images: np.ndarray, labels: np.ndarray) -> None:
-        self.read_s, self.images, self.labels = read_s, images, labels
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        read_s: float = 0.0,
+        fail_at: int | None = None,
+    ) -> None:
+        self.images, self.labels, self.read_s, self.fail_at = images, labels, read_s, fail_at
 
+    @contextlib.contextmanager
     def batch_reader(self, path):
-        import contextlib
-        import time
+        def read(idx):
+            time.sleep(self.read_s)
+            if self.fail_at in idx:
+                raise OSError("truncated file read")
+            return self.images[idx], self.labels[idx]
 
-        @contextlib.contextmanager
-        def reader():
-            def read(idx):
-                time.sleep(self.read_s)
-                return self.images[idx], self.labels[idx]
-
-            yield read
-
-        return reader()
+        yield read
 
 
 @pytest.mark.parametrize(("read_s", "lo", "hi"), [(0.002, 0.85, 1.0), (0.04, 0.35, 0.6)])
@@ -157,7 +163,7 @@ def test_au_on_a_synthetic_case_with_known_times(tmp_path, read_s, lo, hi):
     parts = access.batches(order, "shuffled", 4)
     out = access.Epoch(64, images.shape[1:], labels.dtype, len(parts))
     got = access.run_training(
-        _SlowStore(read_s, images, labels), tmp_path, parts, 1, "thread", out, 0.02
+        _FakeStore(images, labels, read_s), tmp_path, parts, 1, "thread", out, 0.02
     )
     assert lo <= got["au"] <= hi, got
     assert got["compute_s"] >= 0.02 * len(parts)
@@ -223,3 +229,19 @@ def test_train_experiment_verifies_and_records_au(tmp_path, source):
     r = experiments.train(job)
     assert r["verified"] and len(r["extra"]["au"]) == 2 and r["extra"]["batches"] == 8
     assert all(0 < a <= 1.0 for a in r["extra"]["au"])
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+@pytest.mark.parametrize("run", ["epoch", "training"])
+def test_a_failing_reader_fails_the_run_with_one_line(tmp_path, kind, run):
+    images, labels = random_data(64, seed=3)
+    store = _FakeStore(images, labels, fail_at=30)
+    parts = access.batches(np.arange(64), "sequential", 4)
+    out = access.Epoch(64, images.shape[1:], labels.dtype, len(parts))
+    with pytest.raises(StoreError) as info:  # and no reader left waiting: the run returns
+        if run == "epoch":
+            access.run_epoch(store, tmp_path, parts, 2, kind, out)
+        else:
+            access.run_training(store, tmp_path, parts, 2, kind, out, 0.001)
+    msg = str(info.value)
+    assert "\n" not in msg and str(tmp_path) in msg and "truncated file read" in msg

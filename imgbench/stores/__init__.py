@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from imgbench.errors import BenchError
+from imgbench.names import Mode
 
 if TYPE_CHECKING:  # the base class imports numpy only; the format modules import more
     from imgbench.stores.base import Store
@@ -79,7 +80,7 @@ def options(fmt: str, mode: str) -> dict[str, Any]:
     spec = _spec(fmt)
     if mode not in spec.classes:
         raise KeyError(f"format {fmt!r} has no mode {mode!r}; it has: {', '.join(spec.classes)}")
-    return dict(spec.options) if mode == "tuned" else {}
+    return dict(spec.options) if mode == Mode.TUNED else {}
 
 
 def option_defaults() -> dict[str, Any]:

@@ -12,6 +12,7 @@ dtype (1,000 ImageNet classes do not fit uint8); article stores keep the article
 from __future__ import annotations
 
 import contextlib
+import mmap
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -63,3 +64,11 @@ class Store(ABC):
         """Read the one image of a single-image store."""
         images, labels = self.read_many(path)
         return images[0], int(labels[0])
+
+
+def shared_array(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """An array in an anonymous shared mapping: written by forked workers or readers, read by
+    the parent with no copy."""
+    count = int(np.prod(shape))
+    buf = mmap.mmap(-1, max(1, count * np.dtype(dtype).itemsize), flags=mmap.MAP_SHARED)
+    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)

@@ -13,7 +13,6 @@ import contextlib
 import csv
 import io
 import logging
-import mmap
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from imgbench.errors import StoreError
-from imgbench.stores.base import Store
+from imgbench.stores.base import Store, shared_array
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 10_000
@@ -171,9 +170,7 @@ class TunedPng(Store):
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.load(path / "labels.npy")
         shape = self._shape(path, len(labels))
-        # Anonymous shared mapping: written by forked workers, read by the parent, no copy.
-        buf = mmap.mmap(-1, max(1, int(np.prod(shape))), flags=mmap.MAP_SHARED)
-        out = np.frombuffer(buf, dtype=np.uint8, count=int(np.prod(shape))).reshape(shape)
+        out = shared_array(shape, np.uint8)  # written by the forked workers, no copy back
         self._map(_decode_range, len(labels), path=path, out=out)
         return out, labels
 

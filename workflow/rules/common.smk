@@ -2,6 +2,7 @@
 # per-job parameters, the timing-isolation resource). Functions only, no rule definitions.
 # Imports here are light on purpose: no format library, no pandas or matplotlib, so a dry
 # run and the lint need none of them (tests/test_workflow.py proves it).
+import itertools
 import os
 from pathlib import Path
 
@@ -70,26 +71,21 @@ MEASURED_CONFIG = {k: v for k, v in config.items() if not k.startswith("figure_"
 # Config keys that change what each kind of timed job measures: changing one reruns only
 # the jobs whose kind lists it (store options are added per format and mode).
 _DATA_KEYS = ["cifar_md5", "n_images"]
+_EPOCH_KEYS = ["epoch_repeats", "epoch_warmup", "batch_size", "seed"]
+_KINDS = {
+    "build": ["repeats", "warmup"],
+    "read": ["repeats", "warmup"],
+    "one_write": ["repeats", "warmup", "single_samples"],
+    "one_read": ["repeats", "warmup", "single_samples"],
+    "epoch": [*_EPOCH_KEYS, "random_samples"],
+    "train": [*_EPOCH_KEYS, "au_batches", "prefetch"],
+}
+# Reads come warm and cold; only the cold ones depend on how the store is evicted.
+_CACHED = ("read", "one_read", "epoch", "train")
 MEASURE_KEYS = {
-    "build": [*_DATA_KEYS, "repeats", "warmup"],
-    "read_warm": [*_DATA_KEYS, "repeats", "warmup"],
-    "read_cold": [*_DATA_KEYS, "repeats", "warmup", "cold_cache"],
-    "one_write": [*_DATA_KEYS, "repeats", "warmup", "single_samples"],
-    "one_read_warm": [*_DATA_KEYS, "repeats", "warmup", "single_samples"],
-    "one_read_cold": [*_DATA_KEYS, "repeats", "warmup", "single_samples", "cold_cache"],
-    "epoch_warm": [*_DATA_KEYS, "epoch_repeats", "epoch_warmup", "batch_size", "seed"],
-    "train_warm": [*_DATA_KEYS, "epoch_repeats", "epoch_warmup", "batch_size", "seed"]
-    + ["au_batches", "prefetch"],
-    "train_cold": [*_DATA_KEYS, "epoch_repeats", "epoch_warmup", "batch_size", "seed"]
-    + ["au_batches", "prefetch", "cold_cache"],
-    "epoch_cold": [
-        *_DATA_KEYS,
-        "epoch_repeats",
-        "epoch_warmup",
-        "batch_size",
-        "seed",
-        "cold_cache",
-    ],
+    **{k: [*_DATA_KEYS, *v] for k, v in _KINDS.items() if k not in _CACHED},
+    **{f"{k}_warm": [*_DATA_KEYS, *_KINDS[k]] for k in _CACHED},
+    **{f"{k}_cold": [*_DATA_KEYS, *_KINDS[k], "cold_cache"] for k in _CACHED},
 }
 
 
@@ -126,29 +122,21 @@ def job_threads(wildcards):
         return os.cpu_count() or 1
 
 
-def many_targets(pattern):
+def targets(path, **axes):
+    """*path* for every (mode, format) pair and every combination of the *axes* values."""
     return [
-        pattern.format(data=DATA, mode=m, fmt=f, n=n)
+        path.format(data=DATA, mode=m, fmt=f, **dict(zip(axes, values)))
         for m, f in COMBOS
-        for n in CUTOFFS
+        for values in itertools.product(*axes.values())
     ]
 
 
-def single_targets(pattern):
-    return [pattern.format(data=DATA, mode=m, fmt=f) for m, f in COMBOS]
+def many_targets(path):
+    return targets(path, n=CUTOFFS)
 
 
-def epoch_targets(cache):
-    pattern = "results/timings/read_epoch_{cache}/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json"
-    return [
-        pattern.format(
-            cache=cache, data=DATA, mode=m, fmt=f, pattern=p, readers=r, kind=k
-        )
-        for m, f in COMBOS
-        for p in config["access_patterns"]
-        for r in config["readers"]
-        for k in config["reader_kind"]
-    ]
+def single_targets(path):
+    return targets(path)
 
 
 def epoch_params(kind):
@@ -163,23 +151,19 @@ def epoch_params(kind):
     }
 
 
-EPOCHS = epoch_targets("warm") + epoch_targets("cold")
-
-
-def train_targets(cache):
-    pattern = "results/timings/train_{cache}/{data}/{mode}/{fmt}/r{readers}_{kind}_{compute}s.json"
-    return [
-        pattern.format(
-            cache=cache, data=DATA, mode=m, fmt=f, readers=r, kind=k, compute=c
-        )
-        for m, f in COMBOS
-        for r in config["readers"]
-        for k in config["reader_kind"]
-        for c in config["computation_time"]
-    ]
-
-
-TRAINING = train_targets("warm") + train_targets("cold")
+_READERS = {"readers": config["readers"], "kind": config["reader_kind"]}
+EPOCHS = targets(
+    "results/timings/read_epoch_{cache}/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json",
+    cache=["warm", "cold"],
+    pattern=config["access_patterns"],
+    **_READERS,
+)
+TRAINING = targets(
+    "results/timings/train_{cache}/{data}/{mode}/{fmt}/r{readers}_{kind}_{compute}s.json",
+    cache=["warm", "cold"],
+    compute=config["computation_time"],
+    **_READERS,
+)
 
 TIMINGS = (
     many_targets("results/timings/write_many/{data}/{mode}/{fmt}/{n}.json")
