@@ -22,6 +22,7 @@ wildcard_constraints:
     cache="warm|cold",
     pattern="sequential|shuffled|random",
     readers=r"\d+",
+    writers=r"\d+",
     kind="process|thread",
     compute=r"[0-9.]+",
 

@@ -26,11 +26,23 @@ from imgbench.errors import BenchError, StoreError
 from imgbench.job import Job
 from imgbench.names import Cache, CacheScope, Op, Pattern
 from imgbench.results import Result
-from imgbench.stores import get_store
-from imgbench.stores.base import Store
+from imgbench.stores import get_store, parallel_writes
+from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store
 from imgbench.timing import measure
 
 log = logging.getLogger(__name__)
+
+
+#: Free space below which a failed write counts as "disk full": not every library says ENOSPC
+#: (LMDB reports EIO from its commit, SQLite "database or disk is full", numpy a short write).
+NEARLY_FULL_BYTES = 16 << 20
+
+
+def _nearly_full(path: Path) -> bool:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize < NEARLY_FULL_BYTES
 
 
 @contextlib.contextmanager
@@ -41,7 +53,11 @@ def _disk_full_is_clear(job: Job) -> Iterator[None]:
     except StoreError:
         raise
     except Exception as exc:
-        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
+        if (
+            getattr(exc, "errno", None) == errno.ENOSPC
+            or "No space left" in str(exc)
+            or _nearly_full(job.store.parent)
+        ):
             raise StoreError(
                 f"{job.store}: no space left on device while writing the {job.fmt} store "
                 f"({' '.join(str(exc).split())}); free space or move results/ to a larger "
@@ -87,7 +103,7 @@ def _prepare_cache(res: Result, job: Job, path: Path, files: list[Path]) -> None
     Cold: nothing of the store is opened after :func:`cache.evict` returns (a ``full``
     eviction dropped its inodes and dentries too). Warm: read in first if needed.
     """
-    if job.cache == Cache.COLD:
+    if job.cache in (Cache.COLD, Cache.CAPPED):
         ev = cache.evict(path, job.evict, files)
         res.evict_method = _joined(res.evict_method, ev.method)
         res.cache_scope = _joined(res.cache_scope, ev.scope)
@@ -106,6 +122,28 @@ def build_store(job: Job) -> dict[str, Any]:
     Each build goes to a temporary sibling directory that is renamed to ``job.store``
     only after the last timed build has completed and been flushed to disk.
     """
+    return _build(job).save(job.result)
+
+
+def build_writers(job: Job) -> dict[str, Any]:
+    """Time building the store with ``job.workers`` writer processes, as :func:`build_store`
+    does; then read it back and verify it (untimed) and delete it: only the timing is kept."""
+    res = _build(job)
+    try:
+        with _damage_is_clear(job):
+            got = _store(job, workers=1).read_many(job.store)
+        src_images, src_labels = load_source(job.images, job.labels, job.n)
+        verify.against_source(job.what, got, src_images, src_labels)
+    finally:
+        remove(job.store)
+    res.verified = True
+    res.extra["writers"] = job.workers
+    res.extra["parallel_writes"] = parallel_writes(job.fmt)
+    res.extra["cores"] = len(os.sched_getaffinity(0))
+    return res.save(job.result)
+
+
+def _build(job: Job) -> Result:
     res = Result.for_job(job, Op.WRITE_MANY)
     src_images, src_labels = load_source(job.images, job.labels, job.n)
     src_images, src_labels = np.array(src_images), np.array(src_labels)  # in RAM, untimed
@@ -146,7 +184,10 @@ def build_store(job: Job) -> dict[str, Any]:
                 fsync_tree(job.store.parent)
     res.extra["options"] = dict(store.options)
     res.extra["library_sync"] = store.library_sync
-    return res.save(job.result)
+    # Processes that really wrote: one below the pool threshold or for a serial format.
+    parallel = parallel_writes(job.fmt) and job.n >= PARALLEL_MIN_IMAGES
+    res.extra["writers_used"] = store.workers if parallel else 1
+    return res
 
 
 def read_many(job: Job) -> dict[str, Any]:
@@ -233,10 +274,12 @@ def _epochs(
     run: Callable[[Store, list[np.ndarray], Any], Any],
     keep: Callable[[Any, Any], None],
     max_batches: int | None = None,
+    cap: Any = None,
 ) -> Result:
     """What epoch reads and the training simulation share: a fresh order per run (eviction or
     residency last before the timer), ``run(store, batches, out)`` timed, every image verified
-    after it; ``keep(result, out)`` takes what a timed run leaves to report."""
+    after it; ``keep(result, out)`` takes what a timed run leaves to report. With a page-cache
+    *cap* (:class:`imgbench.memcap.Cap`), the epochs are consecutive: see :class:`_CappedEpochs`."""
     from imgbench import access
 
     src_images, src_labels = load_source(job.images, job.labels, job.n)
@@ -245,6 +288,7 @@ def _epochs(
     files = cache.store_files(job.store)
     rounds = iter(range(job.warmup + job.repeats))
     state: dict[str, Any] = {}
+    capped = _CappedEpochs(cap, res, job, files) if cap is not None else None
 
     def before(_: None, timed: bool) -> None:
         order = access.epoch_order(pattern, job.n, job.seed, next(rounds), job.random_samples)
@@ -252,10 +296,14 @@ def _epochs(
         n = sum(len(p) for p in parts)
         out = access.Epoch(n, src_images.shape[1:], src_labels.dtype, len(parts))
         state.update(order=order[:n], parts=parts, out=out)
-        if timed:  # last: nothing of the store is opened between eviction and the timer
+        if capped is not None:  # the output is faulted in above, outside the group
+            capped.before(timed)
+        elif timed:  # last: nothing of the store is opened between eviction and the timer
             _prepare_cache(res, job, job.store, files)
 
     def after(_: None, got: Any, timed: bool) -> None:
+        if capped is not None:
+            capped.after(timed)
         out = state["out"]
         verify.against_indices(
             job.what, (out.images, out.labels), src_images, src_labels, state["order"]
@@ -281,6 +329,51 @@ def _epochs(
     return res
 
 
+class _CappedEpochs:
+    """Consecutive epochs with the page cache the readers may fill capped (MLPerf Storage's
+    concern: epochs after the first served from memory). The warmup epoch runs in the group
+    without a limit on a store made resident *outside* it, so the group is charged only the
+    readers' own memory: its peak, with a margin, is the allowance. The limit is then the cap
+    plus that allowance; the store is evicted once, before the first timed epoch, and each
+    later epoch starts with whatever the capped cache kept (measured with mincore)."""
+
+    MARGIN = 1.25  # the readers' measured peak x this, + SLACK, is their allowance
+    SLACK = 16 << 20
+
+    def __init__(self, cap: Any, res: Result, job: Job, files: list[Path]) -> None:
+        if job.warmup < 1:
+            raise ValueError("capped epochs need a warmup epoch: it measures the readers' memory")
+        self.cap, self.res, self.job, self.files = cap, res, job, files
+        self.cap_bytes = int(job.cache_cap * sum(f.stat().st_size for f in files))
+        self.first = True
+        res.extra.update(page_cache_cap_bytes=self.cap_bytes, epoch_cache_bytes=[])
+
+    def before(self, timed: bool) -> None:
+        if not timed:  # calibration: the store is cached outside the group, charged to root
+            cache.make_resident(self.files)
+            (self.cap.path / "memory.max_usage_in_bytes").write_text("0")
+        elif self.first:
+            _prepare_cache(self.res, self.job, self.job.store, self.files)  # cold start
+            self.first = False
+        else:  # what the capped cache kept from the previous epoch
+            self.res.resident_fraction.append(cache.resident_fraction(self.files))
+        self.cap.enter()
+
+    def after(self, timed: bool) -> None:
+        self.cap.leave()
+        if not timed:
+            allowance = int(self.cap.stat("memory.max_usage_in_bytes") * self.MARGIN)
+            limit = self.cap_bytes + allowance + self.SLACK
+            (self.cap.path / "memory.limit_in_bytes").write_text(str(limit))
+            self.res.extra.update(reader_allowance_bytes=allowance + self.SLACK, limit=limit)
+            log.info(
+                "page-cache cap %d B + readers' allowance -> limit %d B", self.cap_bytes, limit
+            )
+        else:
+            self.res.extra["epoch_cache_bytes"].append(self.cap.cache_bytes())
+            self.res.extra["limit_hits"] = self.cap.stat("memory.failcnt") - self.cap.failcnt_start
+
+
 def read_epoch(job: Job) -> dict[str, Any]:
     """Time epochs over the store in ``job.pattern`` order, in mini-batches spread over
     ``job.readers`` readers (processes or threads), warm or cold; verify every image."""
@@ -291,9 +384,20 @@ def read_epoch(job: Job) -> dict[str, Any]:
     def run(store: Store, parts: list[np.ndarray], out: Any) -> None:
         access.run_epoch(store, job.store, parts, job.readers, job.reader_kind, out)
 
-    res = _epochs(
-        job, Op.READ_EPOCH, job.pattern, run, lambda _, out: latencies.extend(out.latency)
-    )
+    with contextlib.ExitStack() as stack:
+        cap = None
+        if job.cache == Cache.CAPPED:
+            from imgbench import memcap
+
+            cap = stack.enter_context(memcap.capped(-1))  # the limit is set after calibration
+        res = _epochs(
+            job,
+            Op.READ_EPOCH,
+            job.pattern,
+            run,
+            lambda _, out: latencies.extend(out.latency),
+            cap=cap,
+        )
     res.extra.update(
         batch_latency_p50_s=float(np.percentile(latencies, 50)),
         batch_latency_p99_s=float(np.percentile(latencies, 99)),

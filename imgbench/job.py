@@ -52,6 +52,8 @@ class Job:
     computation_time: float = 0.0
     au_batches: int = 200
     prefetch: int = 2
+    #: capped epochs: page cache the readers may fill, as a fraction of the store's bytes
+    cache_cap: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("images", "labels", "store", "result"):

@@ -32,6 +32,7 @@ class Cache(StrEnum):
 
     WARM = "warm"
     COLD = "cold"
+    CAPPED = "capped"  # consecutive epochs, cold start, page cache capped below the store
     NONE = "none"
 
 

@@ -32,7 +32,7 @@ from imgbench.job import Job
 def job(sm: Any) -> Job:
     """The job object of a timed rule (named inputs/outputs as in workflow/rules)."""
     p, w = sm.params, sm.wildcards
-    store = sm.input.get("store") or sm.output.get("store")
+    store = sm.input.get("store") or sm.output.get("store") or p.get("store")
     return Job(
         fmt=w.fmt,
         mode=w.mode,
@@ -45,7 +45,8 @@ def job(sm: Any) -> Job:
         repeats=int(p.repeats),
         warmup=int(p.warmup),
         options=dict(p.options),
-        workers=int(sm.threads),
+        # Writer sweeps ask for more writers than cores on purpose; Snakemake caps threads.
+        workers=int(p.get("writers", sm.threads)),
         cache=p.get("cache", "none"),
         evict=p.get("cold_cache", "auto"),
         samples=int(p.get("single_samples", 0) or 0),
@@ -60,6 +61,7 @@ def job(sm: Any) -> Job:
         computation_time=float(w.get("compute", 0.0)),
         au_batches=int(p.get("au_batches", 200)),
         prefetch=int(p.get("prefetch", 2)),
+        cache_cap=float(p.get("page_cache_cap", 0.0)),
     )
 
 

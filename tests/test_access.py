@@ -245,3 +245,51 @@ def test_a_failing_reader_fails_the_run_with_one_line(tmp_path, kind, run):
             access.run_training(store, tmp_path, parts, 2, kind, out, 0.001)
     msg = str(info.value)
     assert "\n" not in msg and str(tmp_path) in msg and "truncated file read" in msg
+
+
+def test_capped_epochs_start_cold_and_keep_at_most_the_cap(tmp_path, source):
+    from imgbench import memcap
+    from tests.test_experiments import _fadvise_works
+
+    if not memcap.available() or not _fadvise_works(tmp_path):
+        pytest.skip("needs root, the cgroup v1 memory controller and posix_fadvise")
+    experiments.build_store(make_job(tmp_path, source[:2], "hdf5", "tuned", 1200))
+    job = make_job(
+        tmp_path,
+        source[:2],
+        "hdf5",
+        "tuned",
+        1200,
+        cache="capped",
+        evict="fadvise",
+        pattern="shuffled",
+        batch_size=100,
+        readers=2,
+        repeats=3,
+        warmup=1,
+        cache_cap=0.5,
+    )
+    r = experiments.read_epoch(job)
+    x = r["extra"]
+    assert r["verified"] and r["cache"] == "capped" and len(r["samples"]) == 3
+    assert r["resident_fraction"][0] <= 0.05  # the first epoch starts evicted
+    store_bytes = (job.store / "store.h5").stat().st_size
+    assert x["page_cache_cap_bytes"] == int(0.5 * store_bytes)
+    assert x["limit"] == x["page_cache_cap_bytes"] + x["reader_allowance_bytes"]
+    assert x["reader_allowance_bytes"] >= memcap_slack()
+    assert len(x["epoch_cache_bytes"]) == 3
+    assert all(c <= x["limit"] for c in x["epoch_cache_bytes"])
+    assert not list(memcap.ROOT.glob("imgbench-*")), "the memory cgroup was left behind"
+
+
+def memcap_slack() -> int:
+    return experiments._CappedEpochs.SLACK
+
+
+def test_capped_epochs_without_cgroup_v1_are_one_line(tmp_path):
+    from imgbench import memcap
+
+    with pytest.raises(memcap.CapError) as info:
+        memcap.Cap(1 << 20, root=tmp_path)
+    msg = str(info.value)
+    assert "\n" not in msg and "page_cache_cap: 0" in msg and str(tmp_path) in msg

@@ -33,7 +33,7 @@ IDS = [
     "lazy-items",
     "overall",
 ]
-ISSUE_11 = ["hdf5-write-lock"]  # parallel writers: not measured yet
+WRITER_CLAIMS = ["hdf5-write-lock"]  # decided by the writers table only
 EPOCH_CLAIMS = ["png-concurrency", "lmdb-readers", "lmdb-sequential", "hdf5-ranges"]
 ISSUE_13 = ["lmdb-overflow-large", "hdf5-disk-large"]
 FORMATS = ("png", "lmdb", "hdf5")
@@ -152,7 +152,7 @@ def test_margins_pinned():
 
 def test_the_articles_own_numbers_make_its_claims_hold():
     v = judge(published())
-    tested = [i for i in IDS if i not in ISSUE_11 + ISSUE_13 + EPOCH_CLAIMS]
+    tested = [i for i in IDS if i not in WRITER_CLAIMS + ISSUE_13 + EPOCH_CLAIMS]
     assert {i: v[i][0] for i in tested} == dict.fromkeys(tested, "holds")
 
 
@@ -342,11 +342,8 @@ def test_broken_extras_and_zero_medians_do_not_crash():
 
 def test_claims_this_pipeline_cannot_test_name_their_issue():
     v = judge(published())
-    for cid in ISSUE_11:
-        assert v[cid] == (
-            "not tested",
-            "needs the access patterns and parallel readers/writers (issue 11)",
-        )
+    for cid in WRITER_CLAIMS:
+        assert v[cid] == ("not tested", "missing: tuned hdf5 builds with 1 and 2+ writers")
     for cid in ISSUE_13:
         assert v[cid] == ("not tested", "needs the image-size sweep (issue 13)")
 
@@ -413,6 +410,53 @@ def test_hdf5_ranges_compares_the_range_read_with_an_epoch():
     slow_epoch = epochs(hdf5_sequential_1_process=article.READ_MANY_S["hdf5"][-1] * 10)
     assert judge(published(), ext=extras(access=slow_epoch))["hdf5-ranges"][0] == "holds"
     assert judge(published(), ext=extras(access=fast_epoch))["hdf5-ranges"][0] == "fails"
+
+
+def writers(**median_s):
+    """A writers table; keys like png_2=seconds (tuned builds of 100,000 images, 2 cores)."""
+    rows = []
+    for key, med in median_s.items():
+        fmt, w = key.split("_")
+        rows.append(
+            {
+                "format": fmt,
+                "mode": "tuned",
+                "writers": int(w),
+                "writers_used": int(w),
+                "median_s": med,
+                "images_per_s": NMAX / med,
+                "cores": 2,
+                "oversubscribed": int(w) > 2,
+            }
+        )
+    df = pd.DataFrame(rows)
+    one = {r.format: r.images_per_s for r in df.itertuples() if r.writers == 1}
+    df["speedup"] = [r.images_per_s / one[r.format] for r in df.itertuples()]
+    return df
+
+
+@pytest.mark.parametrize(("two", "four", "verdict"), [(5.5, 5.4, "holds"), (9.0, 4.0, "fails")])
+def test_hdf5_write_lock_judged_on_writers_against_cores(two, four, verdict):
+    # 4 writers on 2 cores are oversubscribed: 2 writers decide (1.82x holds, 1.11x fails)
+    w = writers(hdf5_1=10.0, hdf5_2=two, hdf5_4=four)
+    v = judge(published(), ext=extras(writers=w))["hdf5-write-lock"]
+    assert v[0] == verdict, v
+    assert "2 writers" in v[1]
+
+
+def test_png_concurrency_needs_readers_and_writers():
+    acc = epochs(
+        png_sequential_1_process=1.0,
+        png_sequential_2_process=0.55,
+        png_sequential_1_thread=1.0,
+        png_sequential_2_thread=0.55,
+    )
+    readers_only = judge(published(), ext=extras(access=acc))["png-concurrency"]
+    assert readers_only[0] == "holds" and "writers not tested" in readers_only[1]
+    slow = judge(published(), ext=extras(access=acc, writers=writers(png_1=10.0, png_2=9.5)))
+    assert slow["png-concurrency"][0] == "mixed" and "writers scale" in slow["png-concurrency"][1]
+    fast = judge(published(), ext=extras(access=acc, writers=writers(png_1=10.0, png_2=5.2)))
+    assert fast["png-concurrency"][0] == "holds"
 
 
 def test_markdown_counts_verdicts():

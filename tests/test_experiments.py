@@ -134,3 +134,38 @@ def test_chunked_verify_finds_difference_in_later_chunk(source, monkeypatch) -> 
     with pytest.raises(VerificationError, match="first at index 1100"):
         verify.against_source("x", (got, labels), images, labels)
     verify.against_source("x", (images.copy(), labels.copy()), images, np.asarray(labels))
+
+
+@pytest.mark.parametrize("fmt", ["png", "hdf5", "npy"])
+def test_build_writers_times_verifies_and_deletes(tmp_path: Path, source, fmt: str) -> None:
+    ip, lp, _, _ = source  # 1,200 images: above PARALLEL_MIN_IMAGES, so the writers really run
+    job = make_job(tmp_path, (ip, lp), fmt, "tuned", 1200, repeats=2, workers=3)
+    r = experiments.build_writers(job)
+    assert r["verified"] and len(r["samples"]) == 2
+    assert r["extra"]["writers"] == 3 and r["extra"]["parallel_writes"]
+    assert r["extra"]["cores"] >= 1
+    assert not job.store.exists(), "the scratch store of a writer sweep was kept"
+    assert json.loads(job.result.read_text()) == r
+
+
+def _first_share_only(bounds: tuple[int, int]) -> None:
+    """A writer bug: every share but the first is lost (module level: the pool pickles it)."""
+    from imgbench.stores import npy
+
+    if bounds[0] == 0:
+        npy._SHARED["real"](bounds)
+
+
+def test_build_writers_fails_on_a_store_that_does_not_round_trip(
+    tmp_path: Path, source, monkeypatch
+) -> None:
+    from imgbench.stores import npy
+
+    ip, lp, _, _ = source
+    job = make_job(tmp_path, (ip, lp), "npy", "tuned", 1200, workers=2)
+    real = npy._pwrite_range
+    monkeypatch.setattr(npy, "_pwrite_range", _first_share_only)
+    monkeypatch.setattr(npy, "_SHARED", {"real": real})
+    with pytest.raises(VerificationError, match="differ"):
+        experiments.build_writers(job)
+    assert not job.store.exists() and not job.result.exists()

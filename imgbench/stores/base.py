@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import multiprocessing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -72,3 +73,29 @@ def shared_array(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     count = int(np.prod(shape))
     buf = mmap.mmap(-1, max(1, count * np.dtype(dtype).itemsize), flags=mmap.MAP_SHARED)
     return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
+
+
+#: Below this many images a process pool costs more than it saves (PNG, HDF5, npy writers).
+PARALLEL_MIN_IMAGES = 1000
+
+
+def ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    """[0, n) cut into *parts* contiguous, non-empty (start, stop) ranges."""
+    edges = np.linspace(0, n, parts + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+def fork_map(
+    fn: Callable[[tuple[int, int]], None], bounds: list[tuple[int, int]], workers: int
+) -> None:
+    """Run *fn* over the ranges in a pool of *workers* forked processes (serially for one).
+
+    Forked children inherit the caller's memory, so *fn* reads its large inputs from module
+    globals its caller set before: nothing large is pickled through a pipe.
+    """
+    if workers <= 1 or len(bounds) <= 1:
+        for b in bounds:
+            fn(b)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(fn, bounds, chunksize=1)

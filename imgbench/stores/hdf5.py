@@ -5,7 +5,11 @@ article: datasets ``images`` and ``meta`` of type STD_U8BE, read back with
 closed it; we open read-only and close it, since a dangling handle would defeat
 cold-cache eviction and "r+" can touch the file.
 tuned: native uint8 datasets (contiguous by default, chunking and compression as
-options), ``read_direct`` into preallocated arrays, batches read in sorted order.
+options), ``read_direct`` into preallocated arrays, batches read in sorted order. With
+several writers (config ``writers``), each forked process writes its contiguous share to its
+own file (``part-<k>.h5``: one HDF5 file cannot take writers from several processes without
+MPI-parallel HDF5; the article's advice is one file per process) and ``store.h5`` joins them
+as a virtual dataset (HDF5 >= 1.10), so readers see one ``images`` dataset either way.
 """
 
 from __future__ import annotations
@@ -17,9 +21,39 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from imgbench.stores.base import Store
+from imgbench.errors import StoreError
+from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store, fork_map, ranges
 
 FILE = "store.h5"
+# Fork writers inherit these module globals, so nothing large is pickled through pipes.
+_SHARED: dict = {}
+
+
+def _part(k: int) -> str:
+    return f"part-{k}.h5"
+
+
+def _write_part(bounds: tuple[int, int]) -> None:
+    images, path, layout = _SHARED["images"], _SHARED["path"], _SHARED["layout"]
+    a, b = bounds
+    with h5py.File(path / _part(_SHARED["parts"].index(bounds)), "w") as file:
+        file.create_dataset("images", data=images[a:b], dtype=np.uint8, **layout(b - a))
+
+
+def _open(path: Path) -> h5py.File:
+    """Open a store read-only; a virtual dataset whose part file is gone would read as zeros
+    (HDF5 fills unmapped data silently), so a missing part is an error."""
+    file = h5py.File(path / FILE, "r")
+    ds = file["images"]
+    if ds.is_virtual:
+        missing = [m.file_name for m in ds.virtual_sources() if not (path / m.file_name).exists()]
+        if missing:
+            file.close()
+            raise StoreError(
+                f"{path / missing[0]}: part file of the HDF5 virtual dataset is missing; "
+                "delete the store directory and rerun the build"
+            )
+    return file
 
 
 class ArticleHdf5(Store):
@@ -59,19 +93,40 @@ class TunedHdf5(Store):
     format = "hdf5"
     mode = "tuned"
 
-    def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    def _layout(self, shape: tuple[int, ...]) -> Callable[[int], dict]:
         chunk = int(self.options["hdf5_chunk_images"] or 0)
         compression = self.options["hdf5_compression"]
-        layout: dict = {}
-        if chunk or compression:  # compression needs chunks; default chunk = 1024 images
-            rows = max(1, min(len(images), chunk or 1024))
-            layout = {"chunks": (rows, *images.shape[1:]), "compression": compression}
+
+        def layout(n: int) -> dict:
+            if not (chunk or compression):
+                return {}
+            rows = max(1, min(n, chunk or 1024))  # compression needs chunks; default 1024
+            return {"chunks": (rows, *shape[1:]), "compression": compression}
+
+        return layout
+
+    def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        layout = self._layout(images.shape)
+        if self.workers > 1 and len(images) >= PARALLEL_MIN_IMAGES:
+            parts = ranges(len(images), self.workers)
+            _SHARED.update(images=images, path=path, layout=layout, parts=parts)
+            try:
+                fork_map(_write_part, parts, self.workers)
+            finally:
+                _SHARED.clear()
+            vds = h5py.VirtualLayout(shape=images.shape, dtype=np.uint8)
+            for k, (a, b) in enumerate(parts):  # relative names: found beside store.h5
+                vds[a:b] = h5py.VirtualSource(_part(k), "images", shape=(b - a, *images.shape[1:]))
+            with h5py.File(path / FILE, "w") as file:
+                file.create_virtual_dataset("images", vds)
+                file.create_dataset("meta", data=np.asarray(labels))
+            return
         with h5py.File(path / FILE, "w") as file:
-            file.create_dataset("images", data=images, dtype=np.uint8, **layout)
+            file.create_dataset("images", data=images, dtype=np.uint8, **layout(len(images)))
             file.create_dataset("meta", data=np.asarray(labels))
 
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        with h5py.File(path / FILE, "r") as file:
+        with _open(path) as file:
             ds, meta = file["images"], file["meta"]
             images = np.empty(ds.shape, dtype=np.uint8)
             labels = np.empty(meta.shape, dtype=meta.dtype)
@@ -82,7 +137,7 @@ class TunedHdf5(Store):
         return images, labels
 
     def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with h5py.File(path / FILE, "r") as file:
+        with _open(path) as file:
             return self._batch(file, indices)
 
     @staticmethod
@@ -94,9 +149,9 @@ class TunedHdf5(Store):
 
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
-        with h5py.File(path / FILE, "r") as file:
+        with _open(path) as file:
             yield lambda indices: self._batch(file, indices)
 
     def read_one(self, path: Path) -> tuple[np.ndarray, int]:
-        with h5py.File(path / FILE, "r") as file:
+        with _open(path) as file:
             return file["images"][0], int(file["meta"][0])

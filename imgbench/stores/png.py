@@ -13,7 +13,6 @@ import contextlib
 import csv
 import io
 import logging
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,12 +21,10 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from imgbench.errors import StoreError
-from imgbench.stores.base import Store, shared_array
+from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store, fork_map, ranges, shared_array
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 10_000
-#: Below this many images a process pool costs more than it saves.
-PARALLEL_MIN_IMAGES = 1000
 
 
 def _progress(path: Path, i: int, n: int) -> None:
@@ -134,11 +131,6 @@ def _encode_range(bounds: tuple[int, int]) -> None:
         _progress(path, i, len(images))
 
 
-def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
-    edges = np.linspace(0, n, parts + 1).astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
-
-
 class TunedPng(Store):
     format = "png"
     mode = "tuned"
@@ -151,8 +143,7 @@ class TunedPng(Store):
         _SHARED.update(shared)
         try:
             if self._parallel(n):
-                with multiprocessing.get_context("fork").Pool(self.workers) as pool:
-                    pool.map(fn, _ranges(n, self.workers * 4))
+                fork_map(fn, ranges(n, self.workers * 4), self.workers)
             else:
                 fn((0, n))
         finally:

@@ -121,6 +121,24 @@ use rule read_epoch_warm as read_epoch_cold with:
         config_hash=measure_hash("epoch_cold"),
 
 
+# Epochs beyond the page cache (page_cache_cap > 0): consecutive epochs with the cache the
+# readers may fill capped below the store (a cgroup v1 memory group; root). Off by default.
+use rule read_epoch_warm as read_epoch_capped with:
+    output:
+        result="results/timings/read_epoch_capped/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json",
+    log:
+        "results/logs/read_epoch_capped/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.log",
+    benchmark:
+        "results/benchmarks/read_epoch_capped/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.tsv"
+    params:
+        cache="capped",
+        cold_cache=config["cold_cache"],
+        repeats=config["capped_epochs"],
+        warmup=1,
+        page_cache_cap=config["page_cache_cap"],
+        config_hash=measure_hash("epoch_capped"),
+
+
 # Training simulation: shuffled batches consumed by an accelerator that computes
 # {compute} seconds per batch while the readers prefetch; accelerator utilisation (AU).
 rule train_warm:

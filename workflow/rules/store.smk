@@ -15,7 +15,7 @@ rule build_store:
         "results/benchmarks/build_store/{data}/{mode}/{fmt}/{n}.tsv"
     conda:
         "../../envs/bench.yaml"
-    threads: job_threads
+    threads: build_threads
     resources:
         timing_slots=TIMING_SLOTS,
     params:
@@ -23,6 +23,37 @@ rule build_store:
         experiment="build_store",
         options=store_options,
         config_hash=measure_hash("build"),
+    script:
+        "../scripts/step.py"
+
+
+# Writer scaling: the same timed build with {writers} processes (more than --cores allowed),
+# verified untimed and then deleted: a scratch store, not an output anything else reads.
+rule build_writers:
+    input:
+        images=rules.double.output.images,
+        labels=rules.double.output.labels,
+    output:
+        result="results/timings/write_writers/{data}/{mode}/{fmt}/{n}_w{writers}.json",
+    log:
+        "results/logs/build_writers/{data}/{mode}/{fmt}/{n}_w{writers}.log",
+    benchmark:
+        "results/benchmarks/build_writers/{data}/{mode}/{fmt}/{n}_w{writers}.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    threads: lambda wildcards: int(wildcards.writers)
+    resources:
+        timing_slots=TIMING_SLOTS,
+    params:
+        **measure_params("writers"),
+        experiment="build_writers",
+        store=lambda wildcards: (
+            f"results/stores_writers/{wildcards.data}/{wildcards.mode}/{wildcards.fmt}/"
+            f"{wildcards.n}_w{wildcards.writers}"
+        ),
+        writers=lambda wildcards: int(wildcards.writers),
+        options=store_options,
+        config_hash=measure_hash("writers"),
     script:
         "../scripts/step.py"
 
