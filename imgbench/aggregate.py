@@ -11,6 +11,8 @@ import pandas as pd
 
 from imgbench import article
 from imgbench.atomic import atomic_path
+from imgbench.names import Op
+from imgbench.stores.base import PARALLEL_MIN_IMAGES
 from imgbench.timing import summarize
 
 KEYS = ["data", "format", "mode", "operation", "cache", "n_images"]
@@ -400,8 +402,10 @@ def which_format(summary: pd.DataFrame, disk: pd.DataFrame, access: pd.DataFrame
             {
                 "job": job,
                 "fastest": first,
+                "family": _family(first),
                 "images/s": ranked.iloc[0],
                 "next": ranked.index[1] if len(ranked) > 1 else "",
+                "fastest per family": ", ".join(_per_family(ranked)),
                 "margin": margin,
                 "disk KiB/image": kib.get(first, np.nan),
             }
@@ -458,6 +462,109 @@ def _access_md(access: pd.DataFrame) -> list[str]:
     ]
 
 
+def writers_table(results: list[dict]) -> pd.DataFrame:
+    """One row per (format, writers) build of the largest store: images/s and the speed-up
+    over one writer, next to the cores it ran on (more writers than cores is labelled)."""
+    rows = []
+    for r in results:
+        st, x = r["stats"], r["extra"]
+        med = st["median_s"]
+        rows.append(
+            {
+                "data": r.get("data", "cifar32"),
+                "format": r["format"],
+                "mode": r["mode"],
+                "n_images": r["n_images"],
+                "writers": x["writers"],
+                "writers_used": x["writers_used"],
+                "parallel_writes": x.get("parallel_writes", ""),
+                "median_s": med,
+                "spread": (st["max_s"] - st["min_s"]) / med if med else 0.0,
+                "images_per_s": r["n_images"] / med if med else np.nan,
+                "cores": x["cores"],
+                "oversubscribed": x["writers"] > x["cores"],
+                "verified": r["verified"],
+                "n_samples": st["n_samples"],
+                "node": r["node"],
+                "config_hash": r["config_hash"],
+            }
+        )
+    cols = ["data", "format", "mode", "n_images", "writers"]
+    df = pd.DataFrame(rows)
+    if not len(df):
+        return pd.DataFrame(columns=[*cols, "images_per_s", "speedup"])
+    one = df[df["writers"] == 1].set_index(cols[:-1])["images_per_s"].to_dict()
+    base = [one.get(tuple(k)) for k in df[cols[:-1]].itertuples(index=False)]
+    df["speedup"] = df["images_per_s"] / pd.to_numeric(pd.Series(base), errors="coerce")
+    df["spread_flag"] = df["spread"] > SPREAD_LIMIT
+    return df.sort_values(cols).reset_index(drop=True)
+
+
+def _writers_md(writers: pd.DataFrame) -> list[str]:
+    if not len(writers):
+        return []
+    cols = ["format", "writers", "writers_used", "median_s", "images_per_s", "speedup"]
+    return [
+        "## Parallel writers (writers.csv)",
+        "",
+        "Tuned builds of the largest store with that many writer processes, durable on disk "
+        "like every build, verified after timing; speedup = images/s over 1 writer; "
+        f"writers_used = 1 below {PARALLEL_MIN_IMAGES:,} images (a pool costs more there).",
+        "",
+        _md(writers[cols]),
+        "",
+    ]
+
+
+def capped_table(results: list[dict]) -> pd.DataFrame:
+    """One row per epoch of the capped runs: images/s, and how much of the store the capped
+    page cache held when the epoch started (mincore; epoch 1 starts evicted)."""
+    rows = []
+    for r in results:
+        x = r["extra"]
+        for k, (sec, resident) in enumerate(zip(r["samples"], r["resident_fraction"], strict=True)):
+            rows.append(
+                {
+                    "data": r.get("data", "cifar32"),
+                    "format": r["format"],
+                    "mode": r["mode"],
+                    "pattern": x["pattern"],
+                    "reader_kind": x["reader_kind"],
+                    "readers": x["readers"],
+                    "epoch": k + 1,
+                    "seconds": sec,
+                    "images_per_s": x["epoch_images"] / sec if sec else np.nan,
+                    "resident_at_start": resident,
+                    "cap_mib": x["page_cache_cap_bytes"] / 2**20,
+                    "limit_mib": x["limit"] / 2**20,
+                    "group_cache_mib_after": x["epoch_cache_bytes"][k] / 2**20,
+                    "verified": r["verified"],
+                    "node": r["node"],
+                    "config_hash": r["config_hash"],
+                }
+            )
+    cols = ["data", "format", "mode", "pattern", "reader_kind", "readers", "epoch"]
+    df = pd.DataFrame(rows)
+    return df.sort_values(cols).reset_index(drop=True) if len(df) else pd.DataFrame(columns=cols)
+
+
+def _capped_md(capped: pd.DataFrame) -> list[str]:
+    if not len(capped):
+        return []
+    cols = ["format", "mode", "pattern", "readers", "epoch", "images_per_s", "resident_at_start"]
+    return [
+        "## Epochs beyond the page cache (capped.csv)",
+        "",
+        "Consecutive epochs, the first from an evicted store, with the page cache the readers "
+        "may fill capped below the store's size (a memory cgroup: cap + the readers' own "
+        "measured memory); resident_at_start = the store's fraction in the page cache when "
+        "the epoch began.",
+        "",
+        _md(capped[cols]),
+        "",
+    ]
+
+
 def _spread_note(summary: pd.DataFrame) -> list[str]:
     flagged = summary[summary["spread_flag"]] if len(summary) else summary
     return [
@@ -470,12 +577,36 @@ def _spread_note(summary: pd.DataFrame) -> list[str]:
     ]
 
 
+def _family(fmt: str) -> str:
+    from imgbench.stores import FORMATS
+
+    return FORMATS[fmt].family if fmt in FORMATS else ""
+
+
+def _per_family(ranked: pd.Series) -> list[str]:
+    """The fastest format of each family, fastest first (ranked: format -> images/s)."""
+    seen: dict[str, str] = {}
+    for fmt in ranked.index:
+        seen.setdefault(_family(fmt), fmt)
+    return [f"{fam}: {fmt}" for fam, fmt in seen.items()]
+
+
+def _add_family(df: pd.DataFrame) -> None:
+    """A family column right after format (files, key-value, array, columnar, shards), so a
+    reader can filter or group twelve formats by kind."""
+    if "format" in df.columns and "family" not in df.columns:
+        fam = df["format"].map(_family)
+        df.insert(df.columns.get_loc("format") + 1, "family", fam)
+
+
 def write_tables(
     timings: list[Path],
     du: list[Path],
     claim_runs: list[Path],
     epochs: list[Path],
     training: list[Path],
+    writer_builds: list[Path] = (),
+    capped_runs: list[Path] = (),
     **outputs: Path,
 ) -> None:
     """The tables rule: samples, summary, disk, article comparison, reproduction and claims
@@ -491,6 +622,9 @@ def write_tables(
     access = access_table([json.loads(Path(p).read_text()) for p in epochs])
     extras["access"] = access
     au = au_table([json.loads(Path(p).read_text()) for p in training], access)
+    extras["writers"] = writers_table(
+        [r for r in _load(writer_builds) if r["operation"] == Op.WRITE_MANY]
+    )
     claims = claims_table(summary, dsk, extras)
     repro = reproduction_table(summary, dsk, extras)
     frames = {
@@ -502,8 +636,11 @@ def write_tables(
         "reproduction": repro,
         "access": access,
         "au": au,
+        "writers": extras["writers"],
+        "capped": capped_table(_load(capped_runs)),
     }
     for name, df in frames.items():
+        _add_family(df)
         with atomic_path(outputs[name]) as tmp:
             df.to_csv(tmp, index=False)
     text = "\n".join(
@@ -512,6 +649,8 @@ def write_tables(
             *which_format(summary, dsk, access),
             *_access_md(access),
             *_au_md(au),
+            *_writers_md(extras["writers"]),
+            *_capped_md(frames["capped"]),
             *_spread_note(summary),
             reproduction_markdown(repro),
             "",

@@ -41,7 +41,7 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in config.items():
         if isinstance(value, list):
             out[key] = [_scalar(v) for v in value]
-        elif key in ("cifar_url",):  # free text: never reinterpret
+        elif key in ("cifar_url", "lance_storage_version"):  # free text: never reinterpret
             out[key] = value
         else:
             out[key] = _scalar(value)

@@ -11,10 +11,48 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from imgbench.atomic import atomic_path  # noqa: E402
+from imgbench.stores import FORMATS  # noqa: E402  (the registry: plain data, no format library)
 
 MODES = ["article", "tuned"]
-#: One colour per format in every figure and panel (solid vs dashed tells the operation).
-COLORS = {"png": "C0", "lmdb": "C1", "hdf5": "C2", "npy": "C7"}
+#: One hue per family, one shade per format in it, the same in every figure and panel (solid
+#: vs dashed tells the operation), so twelve formats stay readable: files blue, key-value
+#: orange, array green, columnar purple, shards red.
+FAMILY_MAPS = {
+    "files": "Blues",
+    "key-value": "Oranges",
+    "array": "Greens",
+    "columnar": "Purples",
+    "shards": "Reds",
+}
+
+
+def family(fmt: str) -> str:
+    """The registry's family of a format (tables and figures group by it)."""
+    return FORMATS[fmt].family if fmt in FORMATS else "other"
+
+
+def color(fmt: str) -> tuple[float, ...] | None:
+    """The format's colour: its family's hue, a shade by its place in the registry."""
+    fam = family(fmt)
+    if fam not in FAMILY_MAPS:
+        return None
+    members = [f for f in FORMATS if FORMATS[f].family == fam]
+    shade = 0.85 - 0.45 * members.index(fmt) / max(1, len(members) - 1)
+    return matplotlib.colormaps[FAMILY_MAPS[fam]](shade if len(members) > 1 else 0.7)
+
+
+def _rank(fmt: str) -> tuple[int, int]:
+    """Sort key: family (in FAMILY_MAPS order), then the registry's order."""
+    fams = list(FAMILY_MAPS)
+    fam = family(fmt)
+    pos = list(FORMATS).index(fmt) if fmt in FORMATS else 99
+    return (fams.index(fam) if fam in fams else 99, pos)
+
+
+def _by_family(df: pd.DataFrame, keys: str | list[str] = "format") -> list:
+    """groupby(keys), formats ordered by family then registry order (legends read by family)."""
+    first = (lambda k: k) if isinstance(keys, str) else (lambda k: k[0])
+    return sorted(df.groupby(keys), key=lambda kg: (_rank(first(kg[0])), str(kg[0])))
 
 
 def _panels(df: pd.DataFrame) -> tuple[plt.Figure, list[plt.Axes], list[str]]:
@@ -26,7 +64,7 @@ def _panels(df: pd.DataFrame) -> tuple[plt.Figure, list[plt.Axes], list[str]]:
 
 
 def _lines(ax: plt.Axes, df: pd.DataFrame, label_suffix: str = "", style: str = "-o") -> None:
-    for fmt, g in df.groupby("format"):
+    for fmt, g in _by_family(df):
         g = g.sort_values("n_images")
         err = [g["median_s"] - g["min_s"], g["max_s"] - g["median_s"]]
         ax.errorbar(
@@ -36,8 +74,8 @@ def _lines(ax: plt.Axes, df: pd.DataFrame, label_suffix: str = "", style: str = 
             fmt=style,
             capsize=3,
             ms=4,
-            label=f"{fmt}{label_suffix}",
-            color=COLORS.get(fmt),
+            label=f"{fmt}{label_suffix} [{family(fmt)}]",
+            color=color(fmt),
         )
 
 
@@ -77,9 +115,16 @@ def _pair(df: pd.DataFrame, column: str, first: str, second: str, title: str) ->
 def _disk(disk: pd.DataFrame) -> plt.Figure:
     fig, axes, modes = _panels(disk)
     for ax, mode in zip(axes, modes, strict=True):
-        for fmt, g in disk[disk["mode"] == mode].groupby("format"):
+        for fmt, g in _by_family(disk[disk["mode"] == mode]):
             g = g.sort_values("n_images")
-            ax.plot(g["n_images"], g["kib_allocated"], "-o", ms=4, label=fmt, color=COLORS.get(fmt))
+            ax.plot(
+                g["n_images"],
+                g["kib_allocated"],
+                "-o",
+                ms=4,
+                label=f"{fmt} [{family(fmt)}]",
+                color=color(fmt),
+            )
         ax.set(
             xscale="log",
             yscale="log",
@@ -117,13 +162,11 @@ def _access(acc: pd.DataFrame) -> plt.Figure:
         for j, cache in enumerate(caches):
             ax = axes[i][j]
             sub = acc[(acc["pattern"] == pattern) & (acc["cache"] == cache)]
-            for (fmt, mode, kind), g in sub.groupby(["format", "mode", "reader_kind"]):
+            for (fmt, mode, kind), g in _by_family(sub, ["format", "mode", "reader_kind"]):
                 g = g.sort_values("readers")
                 style = "-o" if mode == "tuned" else "--s"
                 label = f"{fmt} {mode}" + (f" ({kind})" if kind != "process" else "")
-                ax.plot(
-                    g["readers"], g["images_per_s"], style, ms=4, label=label, color=COLORS.get(fmt)
-                )
+                ax.plot(g["readers"], g["images_per_s"], style, ms=4, label=label, color=color(fmt))
             ax.set(yscale="log", title=f"{pattern} epoch, {cache} cache", xlabel="readers")
             ax.set_xticks(sorted(set(acc["readers"])))
             ax.grid(True, which="both", alpha=0.3)

@@ -41,7 +41,7 @@ from imgbench.atomic import tmp_name
 from imgbench.errors import DataError, DownloadError, StoreError, VerificationError
 from imgbench.job import Job
 from imgbench.safepickle import UnsafePickleError, loads
-from imgbench.stores import get_store, hdf5, lmdb_store, png
+from imgbench.stores import FORMATS, get_store, hdf5, lmdb_store, modes, png
 from imgbench.stores.lmdb_store import CIFARImage
 
 REPO = Path(imgbench.__file__).resolve().parent.parent
@@ -562,14 +562,19 @@ def small_tmpfs(tmp_path):
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-@pytest.mark.parametrize("fmt", ["png", "hdf5"])
-def test_enospc_on_real_small_filesystem(tmp_path, small_tmpfs, fmt):
+#: every registered format once, in its article mode where it has one (issue 12: the safety
+#: tests cover every format, not just the article's three)
+EVERY_FORMAT = [(f, modes(f)[0]) for f in FORMATS]
+
+
+@pytest.mark.parametrize(("fmt", "mode"), EVERY_FORMAT)
+def test_enospc_on_real_small_filesystem(tmp_path, small_tmpfs, fmt, mode):
     n = 1000  # ~3 MB of pixels into a 2 MiB file system
     src = make_source(tmp_path, n)
-    store = small_tmpfs / f"{fmt}-article"
+    store = small_tmpfs / f"{fmt}-{mode}"
     result = tmp_path / "build.json"
     with pytest.raises(StoreError) as info:
-        experiments.build_store(Job(fmt, "article", n, *src, store, result, repeats=1, warmup=0))
+        experiments.build_store(Job(fmt, mode, n, *src, store, result, repeats=1, warmup=0))
     msg = str(info.value)
     assert "no space left" in msg
     assert_clear(msg, store, ("free space", "rerun"))
@@ -699,3 +704,77 @@ def test_altered_label_is_caught(tmp_path):
         read("lmdb", "tuned", src, n, store)
     assert "labels differ" in str(info.value) and "index 4" in str(info.value)
     assert_clear(str(info.value), store)
+
+
+# --- 8. every format: a killed build, a damaged store ----------------------------------------
+
+
+@pytest.mark.parametrize(("fmt", "mode"), EVERY_FORMAT)
+def test_build_killed_before_its_rename_leaves_no_store_in_any_format(tmp_path, fmt, mode):
+    """SIGKILL right after the format wrote everything, before the rename: the worst moment,
+    as every file is there. Nothing may sit under the final name; a rerun builds it again."""
+    n = 50
+    src = make_source(tmp_path, n)
+    store = tmp_path / "stores" / f"{fmt}-{mode}"
+    store.parent.mkdir()
+    code = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from imgbench import experiments
+        from imgbench.job import Job
+        from imgbench.stores import store_class
+        cls = store_class({fmt!r}, {mode!r})
+        real = cls.write_many
+        def write_then_die(self, path, images, labels):
+            real(self, path, images, labels)
+            os.kill(os.getpid(), signal.SIGKILL)
+        cls.write_many = write_then_die
+        a = sys.argv[1:]
+        job = Job({fmt!r}, {mode!r}, {n}, a[0], a[1], a[2], a[3], repeats=1, warmup=0)
+        experiments.build_store(job)
+        """
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *map(str, src), str(store), str(tmp_path / "killed.json")],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode(errors="replace")[-2000:]
+    tmp = list(store.parent.glob(f".{store.name}.tmp-*"))
+    assert tmp and any(tmp[0].iterdir()), "the kill did not land after the write"
+    assert not store.exists(), "a store was left under the final name"
+    assert not (tmp_path / "killed.json").exists()
+    build(fmt, mode, src, n, store)  # the rerun: sweeps the leftover, builds, reads back
+    assert read(fmt, mode, src, n, store)["verified"] is True
+    assert not list(store.parent.glob(f".{store.name}.tmp-*")), "the killed build's temp stayed"
+
+
+def _largest_file(store: Path) -> Path:
+    files = [p for p in store.rglob("*") if p.is_file() and not p.is_symlink()]
+    return max(files, key=lambda p: (p.stat().st_size, str(p)))
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [(f, m) for f in FORMATS for m in modes(f)])
+def test_truncated_store_file_is_one_line_in_every_format(tmp_path, fmt, mode):
+    """Half of the store's largest file gone (a copy cut short, a full disk at copy time):
+    reading gives one line naming the store and the fix, never short or wrong data."""
+    n = 60
+    src = make_source(tmp_path, n)
+    store = tmp_path / "stores" / f"{fmt}-{mode}"
+    build(fmt, mode, src, n, store)
+    victim = _largest_file(store)
+    size = victim.stat().st_size
+    with open(victim, "r+b") as f:
+        f.truncate(size // 2)
+    with pytest.raises((StoreError, VerificationError)) as info:
+        read(fmt, mode, src, n, store)
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    assert str(store) in msg, msg
+    assert any(w in msg for w in ("delete", "rebuild", "rerun")), msg
+    assert not (store.parent / "read.json").exists()

@@ -10,6 +10,7 @@ import lmdb
 import numpy as np
 import pytest
 
+from imgbench import stores
 from imgbench.stores import FORMATS, get_store, modes, option_defaults, store_class
 from imgbench.stores import png as png_module
 from imgbench.stores.lmdb_store import LABELS, META
@@ -208,13 +209,19 @@ def test_registry_errors_and_options() -> None:
         store_class("npy", "article")
     with pytest.raises(ValueError, match="unknown options"):
         get_store("png", "tuned", {"hdf5_compression": "gzip"})
-    assert set(option_defaults()) == {
-        "png_compress_level",
-        "lmdb_map_headroom",
-        "lmdb_txn_images",
-        "hdf5_chunk_images",
-        "hdf5_compression",
-    }
+    assert {"png_compress_level", "lmdb_txn_images", "hdf5_compression"} <= set(option_defaults())
+    for fmt, spec in FORMATS.items():  # one namespace per format: no key shared or clashing
+        assert all(key.startswith(f"{fmt}_") for key in spec.options), fmt
+
+
+def test_store_options_are_all_in_the_schema() -> None:
+    import yaml
+
+    from tests.conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    for key in option_defaults():
+        assert key in schema["properties"] and key in schema["required"], key
 
 
 def test_store_options_are_all_config_keys() -> None:
@@ -225,3 +232,41 @@ def test_store_options_are_all_config_keys() -> None:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     for key, default in option_defaults().items():
         assert config[key] == default, f"config.yaml {key} differs from the store default"
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if stores.parallel_writes(f)])
+def test_parallel_writers_store_what_one_writer_stores(tmp_path: Path, fmt: str) -> None:
+    from imgbench.stores.base import PARALLEL_MIN_IMAGES
+
+    images, labels = random_data(PARALLEL_MIN_IMAGES + 7, seed=2)
+    one, three = tmp_path / "one", tmp_path / "three"
+    one.mkdir()
+    three.mkdir()
+    get_store(fmt, "tuned", workers=1).write_many(one, images, labels)
+    get_store(fmt, "tuned", workers=3).write_many(three, images, labels)
+    for path in (one, three):
+        got, got_labels = get_store(fmt, "tuned").read_many(path)
+        np.testing.assert_array_equal(got, images)
+        np.testing.assert_array_equal(got_labels, labels)
+        got, _ = get_store(fmt, "tuned").read_batch(path, [PARALLEL_MIN_IMAGES + 6, 0, 500])
+        np.testing.assert_array_equal(got, images[[PARALLEL_MIN_IMAGES + 6, 0, 500]])
+    if fmt == "npy":  # byte for byte what np.save writes
+        assert (one / "images.npy").read_bytes() == (three / "images.npy").read_bytes()
+    if fmt == "hdf5":
+        assert sorted(p.name for p in three.iterdir()) == [
+            "part-0.h5",
+            "part-1.h5",
+            "part-2.h5",
+            "store.h5",
+        ]
+
+
+def test_hdf5_missing_part_file_is_an_error_not_zeros(tmp_path: Path) -> None:
+    from imgbench.errors import StoreError
+    from imgbench.stores.base import PARALLEL_MIN_IMAGES
+
+    images, labels = random_data(PARALLEL_MIN_IMAGES, seed=3)
+    get_store("hdf5", "tuned", workers=2).write_many(tmp_path, images, labels)
+    (tmp_path / "part-1.h5").unlink()
+    with pytest.raises(StoreError, match="part-1.h5: part file of the HDF5 virtual dataset"):
+        get_store("hdf5", "tuned").read_many(tmp_path)

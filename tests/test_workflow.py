@@ -12,13 +12,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imgbench.stores import FORMATS, modes
+from imgbench.stores import FORMATS, modes, parallel_writes
 from imgbench.synthetic import make_archive
 from tests.conftest import REPO
 from tests.test_provenance import TOP_KEYS
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
+#: the tiny run's (format, mode) pairs: every registered format (tests/configs/tiny.yaml), and
+#: its writer sweeps: tuned formats with parallel writers x writers [1, 2]
+C = sum(len(modes(f)) for f in FORMATS)
+W = sum(2 for f in FORMATS if parallel_writes(f))
 TIMED_DIRS = [
     "write_many",
     "read_many_warm",
@@ -30,6 +34,7 @@ TIMED_DIRS = [
     "read_epoch_cold",
     "train_warm",
     "train_cold",
+    "write_writers",
 ]
 
 pytestmark = pytest.mark.workflow
@@ -68,6 +73,8 @@ def test_dry_run_default_dag(tmp_path: Path) -> None:
         assert counts[rule] == combos * 2 * 2, rule
     for rule in ["train_warm", "train_cold"]:  # 2 reader counts x 1 compute time
         assert counts[rule] == combos * 2, rule
+    assert counts["build_writers"] == 3 * 2  # tuned png, hdf5, npy x writers [1, 2]
+    assert "read_epoch_capped" not in counts  # off unless page_cache_cap > 0
     for rule in ["download", "unpickle", "double", "device", "tables", "figures", "provenance"]:
         assert counts[rule] == 1, rule
     for mode, fmt, n in itertools.product(
@@ -116,7 +123,7 @@ def test_run_without_the_timing_cap_stops_before_any_job(tmp_path: Path, extra) 
 def test_unknown_format_names_the_allowed_ones(tmp_path: Path) -> None:
     proc = smk("-n", "--cores", "1", "-d", str(tmp_path), "--config", "formats=[tiff]", check=False)
     assert proc.returncode != 0
-    assert "allowed: ['hdf5', 'lmdb', 'npy', 'png']" in proc.stdout + proc.stderr
+    assert f"allowed: {sorted(FORMATS)}" in proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +211,7 @@ def test_tiny_run_produces_every_table_and_figure(tiny_run: Path) -> None:
 def test_cold_results_all_prove_residency(tiny_run: Path) -> None:
     timings = tiny_run / "results" / "timings"
     results = [*timings.glob("read_*_cold/**/*.json"), *timings.glob("train_cold/**/*.json")]
-    assert len(results) == 7 * 3 + 7 * 2 + 7 * 2  # many, one, epochs and training
+    assert len(results) == C * 3 + C * 2 + C * 2  # many, one, epochs and training
     for p in results:
         r = json.loads(p.read_text())
         assert r["resident_fraction"] and max(r["resident_fraction"]) <= 0.05, p
@@ -217,18 +224,19 @@ def test_timed_jobs_never_overlap_any_job(tiny_run: Path) -> None:
             r = json.loads(p.read_text())
             timed.append((r["start"], r["end"], str(p)))
     # + epochs and training: 2 reader counts each, warm and cold
-    assert len(timed) == 7 * 2 * 3 + 7 * 3 + 7 * 2 * 2 + 7 * 2 * 2
+    assert len(timed) == C * 2 * 3 + C * 3 + C * 2 * 2 + C * 2 * 2 + W
     # every job, timed or not, logs its process's window
     windows = []
     for log in (tiny_run / "results" / "logs").rglob("*.log"):
         found = re.findall(r"job window: ([\d.]+) ([\d.]+)", log.read_text())
         assert len(found) == 1, f"{log}: no job window logged"
         windows.append((float(found[0][0]), float(found[0][1]), str(log)))
-    assert len(windows) == len(timed) + 7 * 2 + 9  # + du per store, + 9 other jobs
+    assert len(windows) == len(timed) + C * 2 + 9  # + du per store, + 9 other jobs
     for s1, e1, a in timed:
         for s2, e2, b in windows:
             timed_log = Path(b).relative_to(tiny_run / "results" / "logs").parts[0]
-            if timed_log in ("build_store", *TIMED_DIRS[1:]) and s2 <= s1 and e1 <= e2:
+            own = ("build_store", "build_writers", *TIMED_DIRS[1:])
+            if timed_log in own and s2 <= s1 and e1 <= e2:
                 continue  # the timed job's own process
             assert e1 <= s2 or e2 <= s1, f"timed job {a} overlaps job {b}"
 
@@ -267,27 +275,33 @@ def test_store_option_reruns_only_that_format(tiny_run: Path) -> None:
         # only the cold reads use the eviction method
         (
             "cold_cache=fadvise",
-            {"read_many_cold": 14, "read_one_cold": 7, "read_epoch_cold": 14, "train_cold": 14},
+            {
+                "read_many_cold": C * 2,
+                "read_one_cold": C,
+                "read_epoch_cold": C * 2,
+                "train_cold": C * 2,
+            },
         ),
         # only the one-image jobs use the ids
-        ("single_samples=3", {"write_one": 7, "read_one_warm": 7, "read_one_cold": 7}),
+        ("single_samples=3", {"write_one": C, "read_one_warm": C, "read_one_cold": C}),
         # every timed job repeats
         (
             "repeats=3",
             {
-                "build_store": 14,
-                "read_many_warm": 14,
-                "read_many_cold": 14,
-                "write_one": 7,
-                "read_one_warm": 7,
-                "read_one_cold": 7,
-                "du": 14,  # downstream of the rebuilt stores
+                "build_store": C * 2,
+                "read_many_warm": C * 2,
+                "read_many_cold": C * 2,
+                "write_one": C,
+                "read_one_warm": C,
+                "read_one_cold": C,
+                "du": C * 2,  # downstream of the rebuilt stores
                 "claim_lmdb_map_full": 1,
                 "claim_lazy_items": 1,
-                "read_epoch_warm": 14,  # read the rebuilt largest stores
-                "read_epoch_cold": 14,
-                "train_warm": 14,
-                "train_cold": 14,
+                "read_epoch_warm": C * 2,  # read the rebuilt largest stores
+                "read_epoch_cold": C * 2,
+                "train_warm": C * 2,
+                "train_cold": C * 2,
+                "build_writers": W,
             },
         ),
     ],
@@ -300,17 +314,19 @@ def test_measure_keys_rerun_only_their_kind(tiny_run: Path, override: str, expec
 
 
 def test_dry_run_and_lint_need_no_format_library(tmp_path: Path) -> None:
-    """The DAG is built without h5py, lmdb, Pillow or matplotlib importable."""
+    """The DAG of every format is built without any format library or matplotlib importable."""
     import os
 
     blocked = tmp_path / "blocked"
-    for name in ("h5py", "lmdb", "PIL", "matplotlib"):
+    libs = ("h5py", "lmdb", "PIL", "matplotlib", "pyarrow", "lance", "zarr", "tiledb", "plyvel")
+    for name in libs:
         (blocked / name).mkdir(parents=True)
         (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} blocked')\n")
     env = {**os.environ, "PYTHONPATH": str(blocked)}
     code = "import PIL"
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode != 0  # it bites
-    for extra in (["-n", "--cores", "2"], ["--lint"]):
+    every = f"formats=[{','.join(FORMATS)}]"
+    for extra in (["-n", "--cores", "2", "--config", every], ["--lint"]):
         proc = subprocess.run(
             [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), *extra, "-d", str(tmp_path / "w")],
             cwd=REPO,
@@ -322,16 +338,21 @@ def test_dry_run_and_lint_need_no_format_library(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
-def test_job_without_its_library_fails_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "module", "package"), [("hdf5", "h5py", "h5py"), ("lance", "lance", "pylance")]
+)
+def test_job_without_its_library_fails_with_one_line(
+    tmp_path: Path, fmt: str, module: str, package: str
+) -> None:
     import os
 
     blocked = tmp_path / "blocked"
-    (blocked / "h5py").mkdir(parents=True)
-    (blocked / "h5py" / "__init__.py").write_text(
-        "raise ModuleNotFoundError('h5py', name='h5py')\n"
+    (blocked / module).mkdir(parents=True)
+    (blocked / module / "__init__.py").write_text(
+        f"raise ModuleNotFoundError('{module}', name='{module}')\n"
     )
     make_archive(tmp_path / "cifar.tar.gz", per_batch=10)
-    target = "results/timings/write_many/cifar32/tuned/hdf5/10.json"
+    target = f"results/timings/write_many/cifar32/tuned/{fmt}/10.json"
     proc = subprocess.run(
         [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), *tiny_args(tmp_path), target],
         cwd=REPO,
@@ -341,9 +362,9 @@ def test_job_without_its_library_fails_with_one_line(tmp_path: Path) -> None:
         timeout=300,
     )
     assert proc.returncode != 0
-    log = (tmp_path / "results/logs/build_store/cifar32/tuned/hdf5/10.log").read_text()
+    log = (tmp_path / f"results/logs/build_store/cifar32/tuned/{fmt}/10.log").read_text()
     errors = [line for line in log.splitlines() if " ERROR " in line]
-    assert len(errors) == 1 and "needs the Python package h5py" in errors[0], log
+    assert len(errors) == 1 and f"needs the Python package {package}" in errors[0], log
     assert "pip install" in errors[0] and "Traceback" not in log
     assert (tmp_path / "results/data/cifar32/images.npy").exists()  # the DAG itself was built
 

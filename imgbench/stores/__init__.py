@@ -34,6 +34,9 @@ class Format:
     packages: tuple[str, ...] = ()
     #: family used to group formats in tables and figures
     family: str = "files"
+    #: how the tuned class uses several writer processes (config ``writers``); empty: it
+    #: writes with one process whatever ``writers`` says (the README's tuned table says why)
+    parallel_writes: str = ""
 
 
 FORMATS: dict[str, Format] = {
@@ -42,6 +45,7 @@ FORMATS: dict[str, Format] = {
         {"png_compress_level": 6},
         ("pillow",),
         "files",
+        "a fork pool encodes and writes the files",
     ),
     "lmdb": Format(
         {"article": "lmdb_store:ArticleLmdb", "tuned": "lmdb_store:TunedLmdb"},
@@ -54,8 +58,71 @@ FORMATS: dict[str, Format] = {
         {"hdf5_chunk_images": 0, "hdf5_compression": None},
         ("h5py",),
         "array",
+        "one file per process, joined by a virtual dataset",
     ),
-    "npy": Format({"tuned": "npy:NpyStore"}, {}, (), "array"),
+    "npy": Format(
+        {"tuned": "npy:NpyStore"}, {}, (), "array", "processes pwrite shares of one file"
+    ),
+    # --- issue 12: the formats teams choose today (tuned mode only: no article code) ---
+    "tar": Format(
+        {"tuned": "tar:TunedTar"},
+        {"tar_shard_images": 10000},
+        (),
+        "shards",
+        "processes write whole shards",
+    ),
+    "parquet": Format(
+        {"tuned": "parquet:TunedParquet"},
+        {"parquet_row_group_images": 16, "parquet_compression": None},
+        ("pyarrow",),
+        "columnar",
+    ),
+    "feather": Format(
+        {"tuned": "feather:TunedFeather"},
+        {"feather_batch_images": 65536, "feather_compression": None},
+        ("pyarrow",),
+        "columnar",
+    ),
+    "lance": Format(
+        {"tuned": "lance_store:TunedLance"},
+        {"lance_rows_per_file": 1048576, "lance_storage_version": "2.0"},
+        ("pylance", "pyarrow"),
+        "columnar",
+    ),
+    "zarr": Format(
+        {"tuned": "zarr_store:TunedZarr"},
+        {
+            "zarr_chunk_images": 64,
+            "zarr_shard_images": 8192,
+            "zarr_compressor": None,
+            "zarr_checksum": False,
+        },
+        ("zarr",),
+        "array",
+    ),
+    "tiledb": Format(
+        {"tuned": "tiledb_store:TunedTiledb"},
+        {"tiledb_tile_images": 4, "tiledb_compression": None},
+        ("tiledb",),
+        "array",
+    ),
+    "sqlite": Format(
+        {"tuned": "sqlite:TunedSqlite"},
+        {"sqlite_page_size": 16384, "sqlite_txn_images": 10000},
+        (),
+        "key-value",
+    ),
+    "leveldb": Format(
+        {"tuned": "leveldb:TunedLeveldb"},
+        {
+            "leveldb_batch_images": 10000,
+            "leveldb_block_size": 65536,
+            "leveldb_compression": None,
+            "leveldb_verify_checksums": False,
+        },
+        ("plyvel",),
+        "key-value",
+    ),
 }
 
 
@@ -81,6 +148,11 @@ def options(fmt: str, mode: str) -> dict[str, Any]:
     if mode not in spec.classes:
         raise KeyError(f"format {fmt!r} has no mode {mode!r}; it has: {', '.join(spec.classes)}")
     return dict(spec.options) if mode == Mode.TUNED else {}
+
+
+def parallel_writes(fmt: str) -> str:
+    """How a format's tuned build uses several writers ("" = it writes with one)."""
+    return _spec(fmt).parallel_writes
 
 
 def option_defaults() -> dict[str, Any]:

@@ -74,6 +74,7 @@ _DATA_KEYS = ["cifar_md5", "n_images"]
 _EPOCH_KEYS = ["epoch_repeats", "epoch_warmup", "batch_size", "seed"]
 _KINDS = {
     "build": ["repeats", "warmup"],
+    "writers": ["repeats", "warmup"],
     "read": ["repeats", "warmup"],
     "one_write": ["repeats", "warmup", "single_samples"],
     "one_read": ["repeats", "warmup", "single_samples"],
@@ -81,6 +82,12 @@ _KINDS = {
     "train": [*_EPOCH_KEYS, "au_batches", "prefetch"],
 }
 # Reads come warm and cold; only the cold ones depend on how the store is evicted.
+_KINDS["epoch_capped"] = [
+    *_KINDS["epoch"],
+    "cold_cache",
+    "page_cache_cap",
+    "capped_epochs",
+]
 _CACHED = ("read", "one_read", "epoch", "train")
 MEASURE_KEYS = {
     **{k: [*_DATA_KEYS, *v] for k, v in _KINDS.items() if k not in _CACHED},
@@ -122,6 +129,11 @@ def job_threads(wildcards):
         return os.cpu_count() or 1
 
 
+def build_threads(wildcards):
+    """Tuned builds use the largest writer count (capped to --cores by Snakemake)."""
+    return max(config["writers"], default=1) if wildcards.mode == "tuned" else 1
+
+
 def targets(path, **axes):
     """*path* for every (mode, format) pair and every combination of the *axes* values."""
     return [
@@ -158,12 +170,30 @@ EPOCHS = targets(
     pattern=config["access_patterns"],
     **_READERS,
 )
+CAPPED = (
+    targets(
+        "results/timings/read_epoch_capped/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json",
+        pattern=[
+            "shuffled"
+        ],  # MLPerf Storage's case: shuffled epochs, one after another
+        **_READERS,
+    )
+    if config["page_cache_cap"]
+    else []
+)
 TRAINING = targets(
     "results/timings/train_{cache}/{data}/{mode}/{fmt}/r{readers}_{kind}_{compute}s.json",
     cache=["warm", "cold"],
     compute=config["computation_time"],
     **_READERS,
 )
+# Writer scaling: tuned formats that can use several writer processes, largest store only.
+WRITERS = [
+    f"results/timings/write_writers/{DATA}/{m}/{f}/{CUTOFFS[-1]}_w{w}.json"
+    for m, f in COMBOS
+    if m == "tuned" and stores.parallel_writes(f)
+    for w in config["writers"]
+]
 
 TIMINGS = (
     many_targets("results/timings/write_many/{data}/{mode}/{fmt}/{n}.json")
@@ -204,6 +234,8 @@ TABLES = {
     "claims": "results/tables/claims.csv",
     "access": "results/tables/access.csv",
     "au": "results/tables/au.csv",
+    "writers": "results/tables/writers.csv",
+    "capped": "results/tables/capped.csv",
     "reproduction": "results/tables/reproduction.csv",
     "markdown": "results/tables/summary.md",
 }

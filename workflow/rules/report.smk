@@ -49,6 +49,8 @@ rule tables:
         claim_runs=CLAIM_RUNS,
         epochs=EPOCHS,
         training=TRAINING,
+        writer_builds=WRITERS,
+        capped_runs=CAPPED,
     output:
         **{k: report(v, category="Tables") for k, v in TABLES.items()},
     log:

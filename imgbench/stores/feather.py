@@ -1,0 +1,208 @@
+"""Feather v2 (the Arrow IPC file format, pyarrow): one file ``store.arrow``, one row per
+image, in record batches of ``feather_batch_images`` rows.
+
+Layout (shared with parquet, see :mod:`imgbench.stores._arrow`): an ``image`` column of
+``fixed_size_binary(H*W*C)`` and a ``label`` column in the labels' own integer type; shape,
+dtypes and the batch size in the schema metadata. Written with
+``pyarrow.feather.write_feather``, whose default is LZ4: tuned mode writes it uncompressed
+(``feather_compression = null``), because the IPC file format "supports random access, and
+thus is very useful when used with memory maps", and reading from a memory map is
+zero-copy (https://arrow.apache.org/docs/python/ipc.html), while compressed buffers must be
+decompressed into memory (random pixels do not compress anyway).
+
+Reads go through ``pa.memory_map`` + ``pa.ipc.open_file``. ``read_many`` maps the file,
+takes the zero-copy table and copies the image chunks once into one array (a lazy memmap
+would not be a read). ``batch_reader`` keeps the map open and, for an uncompressed file,
+notes once where every row's pixels sit in the map (record-batch buffer addresses plus the
+cumulative row offsets), so a batch is one numpy fancy-index gather straight from the
+mapped pages, as ``np.load(mmap_mode="r")[idx]`` does, with no table materialised; labels
+are read once. With compression, each touched record batch is decompressed whole, so the
+batch size is then the unit of random access (small batches needed; and with random
+pixels Arrow stores the buffers uncompressed anyway, as compression does not shrink them).
+Uncompressed, the batch size only sets how many batches ``batch_reader`` inspects when it
+opens (~0.1 ms each): the default is pyarrow's own 65,536 rows (1,024-row batches cost
+~13 ms per open for 100k images, a quarter of a warm epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.ipc as ipc
+
+from imgbench.stores._arrow import (
+    IMAGE,
+    LABEL,
+    Meta,
+    copy_images,
+    damage_is_clear,
+    labels_of,
+    rebuild,
+    rows_of,
+    to_table,
+)
+from imgbench.stores.base import Store
+
+FILE = "store.arrow"
+CODECS = ("uncompressed", "lz4", "zstd")
+
+
+def codec(value: str | None) -> str:
+    """The Feather codec name for the ``feather_compression`` option (None = uncompressed)."""
+    name = "uncompressed" if value in (None, "none") else str(value).lower()
+    if name not in CODECS:
+        raise ValueError(f"feather_compression {value!r}: use null or one of {', '.join(CODECS)}")
+    return name
+
+
+class _Mapped:
+    """One store's file mapped and opened (refusing a damaged footer or schema)."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        with damage_is_clear(file):
+            self.source = pa.memory_map(str(file))
+            try:
+                self.reader = ipc.open_file(self.source)
+                self.meta = Meta(self.reader.schema, file)
+            except BaseException:
+                self.source.close()
+                raise
+
+    def close(self) -> None:
+        """Unmap now: the reader (its footer) and every buffer taken from the map pin it,
+        and a mapped page cannot be evicted for a cold read."""
+        self.reader = None
+        self.source.close()
+
+
+class _Batches:
+    """Random access through one mapped store (safe to share between threads)."""
+
+    def __init__(self, file: Path) -> None:
+        self.mapped = _Mapped(file)
+        self.meta = meta = self.mapped.meta
+        self.lock = threading.Lock()  # only the decompressing path calls into the reader
+        try:
+            reader = self.mapped.reader
+            rows = int(meta.raw.get("batch_rows") or 0)
+            batches = reader.num_record_batches
+            if rows < 1 or (meta.n + rows - 1) // rows != batches:
+                raise rebuild(file, f"{batches} record batches do not hold {meta.n} rows")
+            self.rows = rows
+            self.offsets = self._offsets(reader) if meta.n else None
+            if self.offsets is not None:
+                self.labels = self._labels(reader)
+        except BaseException:
+            self.mapped.close()
+            raise
+
+    def _offsets(self, reader: ipc.RecordBatchFileReader) -> np.ndarray | None:
+        """Byte offset in the file of every row's pixels; None if the pixels are not in the
+        map (compressed batches decode into memory)."""
+        source, nbytes = self.mapped.source, self.meta.nbytes
+        source.seek(0)
+        whole = source.read_buffer()  # zero-copy: the whole mapping
+        offsets = np.empty(self.meta.n, dtype=np.int64)
+        with damage_is_clear(self.mapped.file):
+            for b in range(reader.num_record_batches):
+                column = reader.get_batch(b).column(0)
+                self._check_batch(b, len(column))
+                start = column.buffers()[1].address - whole.address + column.offset * nbytes
+                if start < 0 or start + len(column) * nbytes > whole.size:
+                    return None
+                offsets[b * self.rows : b * self.rows + len(column)] = (
+                    start + np.arange(len(column), dtype=np.int64) * nbytes
+                )
+        self.windows = np.lib.stride_tricks.sliding_window_view(
+            np.frombuffer(whole, dtype=np.uint8), nbytes
+        )  # windows[o] is the nbytes starting at byte o: a view, no copy
+        return offsets
+
+    def _labels(self, reader: ipc.RecordBatchFileReader) -> np.ndarray:
+        with damage_is_clear(self.mapped.file):
+            column = pa.chunked_array(
+                [reader.get_batch(b).column(1) for b in range(reader.num_record_batches)],
+                type=reader.schema.field(LABEL).type,
+            )
+        return labels_of(column, self.meta)
+
+    def _check_batch(self, b: int, length: int) -> None:
+        if length != min(self.rows, self.meta.n - b * self.rows):
+            raise rebuild(self.mapped.file, f"record batch {b} holds {length} rows")
+
+    def read(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.meta.check_indices(indices)
+        if self.offsets is not None:
+            images = self.windows[self.offsets[idx]]
+            return images.reshape(len(idx), *self.meta.shape), self.labels[idx]
+        return self._decompressing(idx)
+
+    def _decompressing(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Decode each touched record batch once and gather its rows."""
+        images = np.empty((len(idx), self.meta.nbytes), dtype=np.uint8)
+        labels = np.empty(len(idx), dtype=self.meta.label_dtype)
+        batch_of = idx // self.rows
+        for b in np.unique(batch_of):
+            rows = np.flatnonzero(batch_of == b)
+            with self.lock, damage_is_clear(self.mapped.file):
+                batch = self.mapped.reader.get_batch(int(b))
+            self._check_batch(int(b), batch.num_rows)
+            local = idx[rows] - b * self.rows
+            pixels = rows_of(batch.column(0), self.meta.nbytes).reshape(-1, self.meta.nbytes)
+            images[rows] = pixels[local]
+            labels[rows] = batch.column(1).to_numpy()[local]
+        return images.reshape(len(idx), *self.meta.shape), labels
+
+    def close(self) -> None:
+        self.windows = self.offsets = None  # drop the views of the map
+        self.mapped.close()
+
+
+class TunedFeather(Store):
+    format = "feather"
+    mode = "tuned"
+
+    def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        rows = max(1, int(self.options["feather_batch_images"]))
+        feather.write_feather(
+            to_table(images, labels, batch_rows=rows),
+            str(path / FILE),
+            compression=codec(self.options["feather_compression"]),
+            chunksize=rows,
+        )
+
+    def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        mapped = _Mapped(path / FILE)
+        table = None
+        try:
+            with damage_is_clear(mapped.file):
+                table = mapped.reader.read_all()
+            images = copy_images(table.column(IMAGE).chunks, mapped.meta)
+            labels = labels_of(table.column(LABEL), mapped.meta)
+        finally:
+            del table  # the zero-copy table pins the map: drop it before unmapping
+            mapped.close()
+        return images, labels
+
+    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        with self.batch_reader(path) as read:
+            return read(indices)
+
+    @contextlib.contextmanager
+    def batch_reader(self, path: Path) -> Iterator[Callable]:
+        batches = _Batches(path / FILE)
+        try:
+            yield batches.read
+        finally:
+            batches.close()
+
+    def read_one(self, path: Path) -> tuple[np.ndarray, int]:
+        images, labels = self.read_batch(path, [0])
+        return images[0], int(labels[0])
