@@ -20,7 +20,7 @@ wildcard_constraints:
     fmt="[a-z0-9_]+",
     n=r"\d+",
     cache="warm|cold",
-    pattern="sequential|shuffled|random",
+    pattern="sequential|shuffled|random|buffered",
     readers=r"\d+",
     writers=r"\d+",
     kind="process|thread",

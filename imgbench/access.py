@@ -48,15 +48,18 @@ def batches(order: np.ndarray, pattern: str, batch_size: int) -> list[np.ndarray
 
 
 class Epoch:
-    """The shared output of one epoch: images, labels and per-batch latencies."""
+    """The shared output of one epoch: images, labels and per-batch latencies (and, for a
+    streamed epoch, which store index each position holds: the stream decides the order)."""
 
     def __init__(self, n: int, image_shape: tuple[int, ...], label_dtype: np.dtype, nb: int):
         self.images = shared_array((n, *image_shape), np.uint8)
         self.labels = shared_array((n,), label_dtype)
         self.latency = shared_array((nb,), np.float64)
+        self.index = shared_array((n,), np.int64)
         self.images.fill(0)  # pre-fault the output outside the timed section
         self.labels.fill(0)
         self.latency.fill(np.nan)
+        self.index.fill(-1)
 
 
 def _layout(parts: list[np.ndarray], readers: int) -> tuple[list[int], list[range]]:
@@ -147,6 +150,57 @@ def run_epoch(
     def share(read: Callable, r: int) -> None:
         for b in shares[r]:
             _put(read, parts, starts, b, out)
+
+    with _readers(store, Path(path), kind, readers, share):
+        pass
+
+
+def stream_plan(
+    sizes: list[int], readers: int, seed: int, repeat: int, batch_size: int
+) -> tuple[list[list[int]], list[int], list[int]]:
+    """A streamed epoch's plan: shards in a new seeded order per repeat, dealt to the readers
+    in turn (WebDataset's ``split_by_worker``); each reader's first output position, and its
+    first latency slot (one per *batch_size* samples it yields)."""
+    order = np.random.default_rng([seed, repeat]).permutation(len(sizes))
+    shares = [[int(s) for s in order[r::readers]] for r in range(readers)]
+    counts = [sum(sizes[s] for s in share) for share in shares]
+    starts = [int(x) for x in np.cumsum([0, *counts[:-1]])]
+    slots = [int(x) for x in np.cumsum([0, *(-(-c // batch_size) for c in counts[:-1])])]
+    return shares, starts, slots
+
+
+def run_stream(
+    store: Store,
+    path: Path | str,
+    sizes: list[int],
+    readers: int,
+    kind: str,
+    out: Epoch,
+    shuffle_buffer: int,
+    seed: int,
+    repeat: int,
+    batch_size: int,
+) -> None:
+    """WebDataset's streamed epoch: each reader streams its shards through its own shuffle
+    buffer and writes the samples, in the order they come, into its region of the output
+    (``out.index`` records which store index landed where); a batch's latency is the time
+    its *batch_size* samples took to come out of the stream."""
+    shares, starts, slots = stream_plan(sizes, readers, seed, repeat, batch_size)
+
+    def share(_: Callable, r: int) -> None:
+        pos, slot, t0 = starts[r], slots[r], time.perf_counter()
+        items = store.stream_shards(Path(path), shares[r], shuffle_buffer, seed + repeat)
+        for k, (i, image, label) in enumerate(items, 1):
+            out.images[pos], out.labels[pos], out.index[pos] = image, label, i
+            pos += 1
+            if k % batch_size == 0:
+                out.latency[slot], slot, t0 = (
+                    time.perf_counter() - t0,
+                    slot + 1,
+                    time.perf_counter(),
+                )
+        if pos > starts[r] and (pos - starts[r]) % batch_size:
+            out.latency[slot] = time.perf_counter() - t0
 
     with _readers(store, Path(path), kind, readers, share):
         pass

@@ -369,11 +369,12 @@ def which_format(summary: pd.DataFrame, disk: pd.DataFrame, access: pd.DataFrame
     tuned = summary[summary["mode"] == "tuned"] if len(summary) else summary
     if len(access):
         acc = access[(access["mode"] == "tuned") & (access["cache"] == "warm")]
-        for pattern in ("sequential", "shuffled", "random"):
+        for pattern in ("sequential", "shuffled", "random", "buffered"):
             sel = acc[acc["pattern"] == pattern]
             if len(sel):  # each format at its best reader count
                 best = sel.groupby("format")["images_per_s"].max()
-                jobs.append((f"{pattern} epochs (warm, images/s)", best))
+                what = "streamed through a shuffle buffer" if pattern == "buffered" else pattern
+                jobs.append((f"{what} epochs (warm, images/s)", best))
     if len(tuned):
         nmax = int(tuned["n_images"].max())
         one = tuned[(tuned["operation"] == "read_one") & (tuned["cache"] == "warm")]

@@ -26,7 +26,7 @@ from imgbench.errors import BenchError, StoreError
 from imgbench.job import Job
 from imgbench.names import Cache, CacheScope, Op, Pattern
 from imgbench.results import Result
-from imgbench.stores import get_store, parallel_writes
+from imgbench.stores import get_store, parallel_writes, streams
 from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store
 from imgbench.timing import measure
 
@@ -291,11 +291,17 @@ def _epochs(
     capped = _CappedEpochs(cap, res, job, files) if cap is not None else None
 
     def before(_: None, timed: bool) -> None:
-        order = access.epoch_order(pattern, job.n, job.seed, next(rounds), job.random_samples)
-        parts = access.batches(order, pattern, job.batch_size)[:max_batches]
-        n = sum(len(p) for p in parts)
-        out = access.Epoch(n, src_images.shape[1:], src_labels.dtype, len(parts))
-        state.update(order=order[:n], parts=parts, out=out)
+        state["round"] = next(rounds)
+        if pattern == Pattern.BUFFERED:  # the stream decides the order: known only after
+            nb = -(-job.n // job.batch_size) + job.readers
+            out = access.Epoch(job.n, src_images.shape[1:], src_labels.dtype, nb)
+            state.update(order=None, parts=[], out=out)
+        else:
+            order = access.epoch_order(pattern, job.n, job.seed, state["round"], job.random_samples)
+            parts = access.batches(order, pattern, job.batch_size)[:max_batches]
+            n = sum(len(p) for p in parts)
+            out = access.Epoch(n, src_images.shape[1:], src_labels.dtype, len(parts))
+            state.update(order=order[:n], parts=parts, out=out)
         if capped is not None:  # the output is faulted in above, outside the group
             capped.before(timed)
         elif timed:  # last: nothing of the store is opened between eviction and the timer
@@ -305,6 +311,9 @@ def _epochs(
         if capped is not None:
             capped.after(timed)
         out = state["out"]
+        if state["order"] is None:  # streamed: every index exactly once, in any order
+            state["order"] = np.array(out.index)
+            verify.is_permutation(job.what, state["order"], job.n)
         verify.against_indices(
             job.what, (out.images, out.labels), src_images, src_labels, state["order"]
         )
@@ -320,11 +329,12 @@ def _epochs(
         readers=job.readers,
         reader_kind=job.reader_kind,
         batch_size=len(state["parts"][0]) if pattern == Pattern.RANDOM else job.batch_size,
-        batches=len(state["parts"]),
+        batches=len(state["parts"]) or int(np.isfinite(state["out"].latency).sum()),
         epoch_images=n,
         epoch_bytes=int(n * src_images[0].nbytes),
         seed=job.seed,
         cores=len(os.sched_getaffinity(0)),
+        **({"shuffle_buffer": job.shuffle_buffer} if pattern == Pattern.BUFFERED else {}),
     )
     return res
 
@@ -380,9 +390,32 @@ def read_epoch(job: Job) -> dict[str, Any]:
     from imgbench import access
 
     latencies: list[float] = []
+    repeats = iter(range(job.warmup + job.repeats))
+    sizes: list[int] = []
+    if job.pattern == Pattern.BUFFERED:
+        if not streams(job.fmt):
+            raise BenchError(
+                f"{job.fmt}: the buffered pattern streams shards, which only formats that "
+                "stream (tar) can do; remove buffered from access_patterns for it"
+            )
+        sizes = _store(job, workers=1).shard_sizes(job.store)
 
     def run(store: Store, parts: list[np.ndarray], out: Any) -> None:
-        access.run_epoch(store, job.store, parts, job.readers, job.reader_kind, out)
+        if job.pattern == Pattern.BUFFERED:
+            access.run_stream(
+                store,
+                job.store,
+                sizes,
+                job.readers,
+                job.reader_kind,
+                out,
+                job.shuffle_buffer,
+                job.seed,
+                next(repeats),
+                job.batch_size,
+            )
+        else:
+            access.run_epoch(store, job.store, parts, job.readers, job.reader_kind, out)
 
     with contextlib.ExitStack() as stack:
         cap = None
@@ -395,7 +428,7 @@ def read_epoch(job: Job) -> dict[str, Any]:
             Op.READ_EPOCH,
             job.pattern,
             run,
-            lambda _, out: latencies.extend(out.latency),
+            lambda _, out: latencies.extend(out.latency[np.isfinite(out.latency)]),
             cap=cap,
         )
     res.extra.update(

@@ -48,6 +48,8 @@ class Job:
     reader_kind: str = "process"
     seed: int = 0
     random_samples: int = 10_000
+    #: the buffered (WebDataset streaming) pattern's shuffle buffer, in samples
+    shuffle_buffer: int = 1000
     #: training simulation: accelerator seconds per batch, batches per run, prefetch per reader
     computation_time: float = 0.0
     au_batches: int = 200

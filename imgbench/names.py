@@ -59,6 +59,9 @@ class Pattern(StrEnum):
     SEQUENTIAL = "sequential"  # index order, mini-batches of batch_size
     SHUFFLED = "shuffled"  # a new permutation per repeat, mini-batches of batch_size
     RANDOM = "random"  # batch size 1, a seeded sample of random_samples images
+    #: WebDataset streaming: shards in a shuffled order split over the readers, each read
+    #: front to back through a shuffle buffer (formats that stream: the registry says which)
+    BUFFERED = "buffered"
 
 
 class ReaderKind(StrEnum):

@@ -58,6 +58,7 @@ def job(sm: Any) -> Job:
         batch_size=int(p.get("batch_size", 256)),
         seed=int(p.get("seed", 0)),
         random_samples=int(p.get("random_samples", 10_000)),
+        shuffle_buffer=int(p.get("shuffle_buffer", 1000)),
         computation_time=float(w.get("compute", 0.0)),
         au_batches=int(p.get("au_batches", 200)),
         prefetch=int(p.get("prefetch", 2)),

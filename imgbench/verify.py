@@ -86,3 +86,21 @@ def against_indices(
                 f"(first: store index {int(idx[bad[0]])}); the store returned wrong data at "
                 "that index: delete it and rerun the build"
             )
+
+
+def is_permutation(what: str, order: np.ndarray, n: int) -> None:
+    """A streamed epoch must deliver every store index exactly once (none lost, none twice)."""
+    counts = np.bincount(order[(order >= 0) & (order < n)], minlength=n)
+    missing, twice = np.flatnonzero(counts == 0), np.flatnonzero(counts > 1)
+    if len(order) != n or missing.size or twice.size or (order < 0).any() or (order >= n).any():
+        first = (
+            f"store index {int(missing[0])} never came"
+            if missing.size
+            else f"store index {int(twice[0])} came twice"
+            if twice.size
+            else "an index out of range"
+        )
+        raise VerificationError(
+            f"{what}: the streamed epoch did not deliver each of the {n} images once ({first}); "
+            "the store's shards or index are damaged: delete it and rerun the build"
+        )

@@ -293,3 +293,88 @@ def test_capped_epochs_without_cgroup_v1_are_one_line(tmp_path):
         memcap.Cap(1 << 20, root=tmp_path)
     msg = str(info.value)
     assert "\n" not in msg and "page_cache_cap: 0" in msg and str(tmp_path) in msg
+
+
+@pytest.mark.parametrize(("kind", "readers"), [("process", 2), ("thread", 3)])
+def test_buffered_epoch_streams_every_image_once(tmp_path, source, kind, readers):
+    ip, lp, images, _ = source
+    experiments.build_store(
+        make_job(tmp_path, (ip, lp), "tar", "tuned", 1200, options={"tar_shard_images": 100})
+    )
+    job = make_job(
+        tmp_path,
+        (ip, lp),
+        "tar",
+        "tuned",
+        1200,
+        options={"tar_shard_images": 100},
+        cache="warm",
+        pattern="buffered",
+        batch_size=64,
+        readers=readers,
+        reader_kind=kind,
+        shuffle_buffer=50,
+        repeats=2,
+    )
+    r = experiments.read_epoch(job)
+    x = r["extra"]
+    assert r["verified"] and x["epoch_images"] == 1200 and x["shuffle_buffer"] == 50
+    assert x["batches"] >= 1200 // 64
+
+
+def test_stream_plan_deals_shards_and_regions():
+    shares, starts, slots = access.stream_plan(
+        [100, 100, 50, 100], 2, seed=1, repeat=0, batch_size=64
+    )
+    assert sorted(s for share in shares for s in share) == [0, 1, 2, 3]
+    plans = {
+        str(access.stream_plan([1] * 8, 2, seed=1, repeat=k, batch_size=4)[0]) for k in range(5)
+    }
+    assert len(plans) > 1  # a new shard order per repeat
+    sizes = [100, 100, 50, 100]
+    assert starts == [0, sum(sizes[s] for s in shares[0])]
+    assert slots[0] == 0 and slots[1] == -(-sum(sizes[s] for s in shares[0]) // 64)
+
+
+def test_buffered_order_is_shuffled_reproducible_and_complete(tmp_path):
+    from imgbench.stores import tar
+
+    images, labels = random_data(600, seed=9)
+    get_store("tar", "tuned", {"tar_shard_images": 100}).write_many(tmp_path, images, labels)
+    a = [i for i, _, _ in tar.stream(tmp_path, 50, seed=3, shards=[4, 0, 2])]
+    b = [i for i, _, _ in tar.stream(tmp_path, 50, seed=3, shards=[4, 0, 2])]
+    assert a == b and sorted(a) == [*range(0, 100), *range(200, 300), *range(400, 500)]
+    last_of_4 = max(k for k, i in enumerate(a) if i >= 400)
+    first_of_0 = min(k for k, i in enumerate(a) if i < 100)
+    assert first_of_0 < last_of_4  # the buffer mixes across shards, not only within one
+    assert [i for i in a if i >= 400] != sorted(i for i in a if i >= 400)  # and within one
+
+
+def test_buffered_pattern_on_a_format_that_does_not_stream_is_one_line(tmp_path, source):
+    from imgbench.errors import BenchError
+
+    ip, lp, _, _ = source
+    experiments.build_store(make_job(tmp_path, (ip, lp), "npy", "tuned", 100))
+    job = make_job(tmp_path, (ip, lp), "npy", "tuned", 100, cache="warm", pattern="buffered")
+    with pytest.raises(BenchError, match="only formats that stream"):
+        experiments.read_epoch(job)
+
+
+def test_a_streamed_epoch_that_loses_an_image_fails(tmp_path, source, monkeypatch):
+    from imgbench.stores import tar
+
+    ip, lp, _, _ = source
+    opts = {"tar_shard_images": 100}
+    experiments.build_store(make_job(tmp_path, (ip, lp), "tar", "tuned", 300, options=opts))
+    real = tar.stream
+
+    def lossy(path, shuffle_buffer=1000, seed=0, shards=None):
+        for k, item in enumerate(real(path, shuffle_buffer, seed, shards)):
+            yield item if k != 7 else (item[0] - 1 if item[0] else item[0] + 1, *item[1:])
+
+    monkeypatch.setattr(tar, "stream", lossy)
+    job = make_job(
+        tmp_path, (ip, lp), "tar", "tuned", 300, options=opts, cache="warm", pattern="buffered"
+    )
+    with pytest.raises(VerificationError, match="did not deliver each of the 300 images once"):
+        experiments.read_epoch(job)

@@ -37,6 +37,9 @@ class Format:
     #: how the tuned class uses several writer processes (config ``writers``); empty: it
     #: writes with one process whatever ``writers`` says (the README's tuned table says why)
     parallel_writes: str = ""
+    #: True if the tuned class streams shards (``shard_sizes`` and ``stream_shards``): it can
+    #: run the ``buffered`` epoch pattern, WebDataset's way of reading
+    streams: bool = False
 
 
 FORMATS: dict[str, Format] = {
@@ -70,6 +73,7 @@ FORMATS: dict[str, Format] = {
         (),
         "shards",
         "processes write whole shards",
+        streams=True,
     ),
     "parquet": Format(
         {"tuned": "parquet:TunedParquet"},
@@ -153,6 +157,11 @@ def options(fmt: str, mode: str) -> dict[str, Any]:
 def parallel_writes(fmt: str) -> str:
     """How a format's tuned build uses several writers ("" = it writes with one)."""
     return _spec(fmt).parallel_writes
+
+
+def streams(fmt: str) -> bool:
+    """True if the format can run the ``buffered`` (shard-streaming) epoch pattern."""
+    return _spec(fmt).streams
 
 
 def option_defaults() -> dict[str, Any]:

@@ -249,6 +249,17 @@ class TunedTar(Store):
     format = "tar"
     mode = "tuned"
 
+    def shard_sizes(self, path: Path) -> list[int]:
+        """Samples per shard, in shard order (the buffered pattern splits shards by reader)."""
+        shards = _Shards(Path(path))
+        return [int(x) for x in np.diff(shards.starts)]
+
+    def stream_shards(
+        self, path: Path, shards: Sequence[int], shuffle_buffer: int, seed: int
+    ) -> Iterator[tuple[int, np.ndarray, int]]:
+        """Samples of *shards*, each shard front to back, through a shuffle buffer."""
+        return stream(path, shuffle_buffer, seed, shards)
+
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         images = np.ascontiguousarray(images, dtype=np.uint8)
         labels = np.asarray(labels)
@@ -332,7 +343,7 @@ class TunedTar(Store):
 
 
 def stream(
-    path: Path, shuffle_buffer: int = 1000, seed: int = 0
+    path: Path, shuffle_buffer: int = 1000, seed: int = 0, shards: Sequence[int] | None = None
 ) -> Iterator[tuple[int, np.ndarray, int]]:
     """Yield ``(index, image, label)`` the way WebDataset streams a shuffled epoch.
 
@@ -343,8 +354,11 @@ def stream(
     """
     store = _Shards(Path(path))
     rng = random.Random(seed)
-    order = list(range(len(store.files)))
-    rng.shuffle(order)
+    if shards is None:  # every shard, in a seeded order
+        order = list(range(len(store.files)))
+        rng.shuffle(order)
+    else:  # this reader's share, in the order given (WebDataset's split_by_worker)
+        order = [int(s) for s in shards]
     buf: list[tuple[int, np.ndarray, int]] = []
     for s in order:
         images = store.shard_images(s)

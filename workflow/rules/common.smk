@@ -78,7 +78,7 @@ _KINDS = {
     "read": ["repeats", "warmup"],
     "one_write": ["repeats", "warmup", "single_samples"],
     "one_read": ["repeats", "warmup", "single_samples"],
-    "epoch": [*_EPOCH_KEYS, "random_samples"],
+    "epoch": [*_EPOCH_KEYS, "random_samples", "shuffle_buffer"],
     "train": [*_EPOCH_KEYS, "au_batches", "prefetch"],
 }
 # Reads come warm and cold; only the cold ones depend on how the store is evicted.
@@ -158,18 +158,24 @@ def epoch_params(kind):
         "warmup": config["epoch_warmup"],
         "batch_size": config["batch_size"],
         "random_samples": config["random_samples"],
+        "shuffle_buffer": config["shuffle_buffer"],
         "seed": config["seed"],
         "config_hash": measure_hash(kind),
     }
 
 
 _READERS = {"readers": config["readers"], "kind": config["reader_kind"]}
-EPOCHS = targets(
-    "results/timings/read_epoch_{cache}/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json",
-    cache=["warm", "cold"],
-    pattern=config["access_patterns"],
-    **_READERS,
-)
+# The buffered pattern (WebDataset streaming) only where the format streams shards.
+EPOCHS = [
+    t
+    for t in targets(
+        "results/timings/read_epoch_{cache}/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json",
+        cache=["warm", "cold"],
+        pattern=config["access_patterns"],
+        **_READERS,
+    )
+    if "/buffered_r" not in t or stores.streams(Path(t).parent.name)
+]
 CAPPED = (
     targets(
         "results/timings/read_epoch_capped/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json",
