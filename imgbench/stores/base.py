@@ -45,16 +45,27 @@ class Store(ABC):
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """Read every image and label back as arrays (fully in memory, not lazy)."""
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # read_batch and batch_reader default to each other: a format overrides one (or both)
+        if "format" in cls.__dict__ and (
+            cls.read_batch is Store.read_batch and cls.batch_reader is Store.batch_reader
+        ):
+            raise TypeError(f"{cls.__name__}: override read_batch or batch_reader")
+
     def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Read the images and labels at *indices*, in that order (random access)."""
+        """Read the images and labels at *indices*, in that order (random access); by default
+        through a :meth:`batch_reader` opened for this one batch."""
+        with self.batch_reader(path) as read:
+            return read(indices)
 
     @contextlib.contextmanager
     def batch_reader(
         self, path: Path
     ) -> Iterator[Callable[[Sequence[int]], tuple[np.ndarray, np.ndarray]]]:
         """A reader for many batches of one store, as a data-loader worker holds one: formats
-        keep their handles open across batches (an LMDB environment, an HDF5 file)."""
+        keep their handles open across batches (an LMDB environment, an HDF5 file); by default
+        one :meth:`read_batch` per batch."""
         yield lambda indices: self.read_batch(path, indices)
 
     def write_one(self, path: Path, image: np.ndarray, label: int) -> None:

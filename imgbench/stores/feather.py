@@ -191,10 +191,6 @@ class TunedFeather(Store):
             mapped.close()
         return images, labels
 
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with self.batch_reader(path) as read:
-            return read(indices)
-
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
         batches = _Batches(path / FILE)

@@ -172,10 +172,6 @@ class TunedLance(Store):
             raise StoreError(f"{path / DIR}: read {pos} of {n} rows; rebuild the store")
         return images, labels
 
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with self.batch_reader(path) as read:
-            return read(indices)
-
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
         ds, meta = self._open(path)  # opened here: a forked reader opens its own dataset

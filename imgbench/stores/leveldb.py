@@ -252,10 +252,6 @@ class TunedLeveldb(Store):
                 raise StoreError(f"{store}: read {count} of {n} images; rebuild the store")
         return images, labels
 
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with self.batch_reader(path) as read:
-            return read(indices)
-
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
         store = path / DIR

@@ -112,10 +112,6 @@ class ArticleLmdb(Store):
                 labels.append(record.label)
         return np.array(images), np.array(labels, dtype=np.uint8)
 
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with self.batch_reader(path) as read:
-            return read(indices)
-
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
         env = open_readonly(path)
@@ -198,10 +194,6 @@ class TunedLmdb(Store):
         finally:
             env.close()
         return out, labels
-
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with self.batch_reader(path) as read:
-            return read(indices)
 
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:

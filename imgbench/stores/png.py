@@ -77,10 +77,6 @@ class ArticlePng(Store):
         images = [_article_read(_file(path, i)) for i in range(len(labels))]
         return np.array(images), labels
 
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with self.batch_reader(path) as read:
-            return read(indices)
-
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
         labels = self._labels(path)  # the CSV once per reader, then one file per image
@@ -164,10 +160,6 @@ class TunedPng(Store):
         out = shared_array(shape, np.uint8)  # written by the forked workers, no copy back
         self._map(_decode_range, len(labels), path=path, out=out)
         return out, labels
-
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with self.batch_reader(path) as read:
-            return read(indices)
 
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:

@@ -176,10 +176,6 @@ class TunedSqlite(Store):
                 raise _fail(file, f"{len(label_list)} rows with ids {lo}..{hi}, expected {meta.n}")
         return out, np.array(label_list, dtype=meta.label_dtype)
 
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with self.batch_reader(path) as read:
-            return read(indices)
-
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
         file = path / FILE

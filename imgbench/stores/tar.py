@@ -315,10 +315,6 @@ class TunedTar(Store):
             store.shard_images(s, out[store.starts[s] : store.starts[s + 1]])
         return out, store.labels
 
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with self.batch_reader(path) as read:
-            return read(indices)
-
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
         store = _Shards(path)

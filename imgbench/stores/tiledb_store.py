@@ -294,10 +294,6 @@ class TunedTiledb(Store):
         finally:
             reader.close()
 
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with self.batch_reader(path) as read:
-            return read(indices)
-
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
         reader = _Reader(path, self.workers)

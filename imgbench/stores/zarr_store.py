@@ -199,10 +199,6 @@ class TunedZarr(Store):
         with _open(path) as (images, labels), _damage(path):
             return np.asarray(images[...]), labels
 
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with self.batch_reader(path) as read:
-            return read(indices)
-
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
         with _open(path) as (images, labels):
