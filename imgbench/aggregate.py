@@ -12,6 +12,7 @@ import pandas as pd
 from imgbench import article
 from imgbench.atomic import atomic_path
 from imgbench.names import Op
+from imgbench.sizes import image_bytes, size_of
 from imgbench.stores.base import PARALLEL_MIN_IMAGES
 from imgbench.timing import summarize
 
@@ -82,6 +83,10 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
                 "spread": _spread(r),
                 "us_per_image": st["median_s"] / r["n_images"] * 1e6,
                 "images_per_s": r["n_images"] / st["median_s"] if st["median_s"] > 0 else np.nan,
+                # per byte (10^6), so image sizes compare
+                "mb_per_s": r["n_images"] * image_bytes(r["data"]) / st["median_s"] / 1e6
+                if st["median_s"] > 0
+                else np.nan,
                 "resident_max": max(res) if res else np.nan,
                 "evict_method": r.get("evict_method"),
                 "cache_scope": r.get("cache_scope"),
@@ -112,6 +117,14 @@ def disk_table(results: list[dict]) -> pd.DataFrame:
         df["data"] = "cifar32"
     df["bytes_per_image"] = df["apparent_bytes"] / df["n_images"]
     df["kib_per_image"] = df["kib_allocated"] / df["n_images"]
+    # per byte, so sizes compare: allocated bytes over the raw pixels they hold
+    df["image_bytes"] = df["data"].map(image_bytes)
+    df["disk_per_raw"] = df["kib_allocated"] * 1024 / (df["n_images"] * df["image_bytes"])
+    stat = df["lmdb_stat"] if "lmdb_stat" in df else pd.Series([None] * len(df))
+    df["lmdb_overflow_pages"] = [
+        s.get("overflow_pages") if isinstance(s, dict) else None for s in stat
+    ]
+    df["lmdb_page_size"] = [s.get("psize") if isinstance(s, dict) else None for s in stat]
     cols = [
         "data",
         "format",
@@ -122,6 +135,10 @@ def disk_table(results: list[dict]) -> pd.DataFrame:
         "files",
         "bytes_per_image",
         "kib_per_image",
+        "image_bytes",
+        "disk_per_raw",
+        "lmdb_overflow_pages",
+        "lmdb_page_size",
     ]
     return df[cols].sort_values(["data", "format", "mode", "n_images"]).reset_index(drop=True)
 
@@ -566,6 +583,49 @@ def _capped_md(capped: pd.DataFrame) -> list[str]:
     ]
 
 
+def sizes_md(summary: pd.DataFrame, disk: pd.DataFrame) -> list[str]:
+    """Image sizes side by side, per byte: each variant's largest store (the same raw bytes),
+    write and read MB/s, disk over raw bytes, LMDB's overflow pages."""
+    if not len(summary) or summary["data"].nunique() < 2:
+        return []
+    rows = []
+    for (data, fmt, mode), g in summary.groupby(["data", "format", "mode"]):
+        n = int(g[g["operation"] == "write_many"]["n_images"].max())
+        at = g[g["n_images"] == n]
+
+        def mbs(op: str, cache: str, at: pd.DataFrame = at) -> float:
+            sel = at[(at["operation"] == op) & (at["cache"] == cache)]
+            return float(sel["mb_per_s"].iloc[0]) if len(sel) else np.nan
+
+        d = disk[(disk["data"] == data) & (disk["format"] == fmt) & (disk["mode"] == mode)]
+        d = d[d["n_images"] == n]
+        rows.append(
+            {
+                "px": size_of(data),
+                "format": fmt,
+                "mode": mode,
+                "images": n,
+                "store MB/s": mbs("write_many", "none"),
+                "warm read MB/s": mbs("read_many", "warm"),
+                "cold read MB/s": mbs("read_many", "cold"),
+                "disk / raw": float(d["disk_per_raw"].iloc[0]) if len(d) else np.nan,
+                "KiB/image": float(d["kib_per_image"].iloc[0]) if len(d) else np.nan,
+                "LMDB overflow pages": d["lmdb_overflow_pages"].iloc[0] if len(d) else None,
+            }
+        )
+    table = pd.DataFrame(rows).sort_values(["format", "mode", "px"])
+    return [
+        "## Image sizes (per byte)",
+        "",
+        "Each size's largest store holds the same raw bytes (cutoffs scaled by 32^2/size^2); "
+        "MB/s = raw pixel bytes (10^6) per second; disk / raw = allocated bytes over the raw "
+        "pixels. Upsampled CIFAR is smoother than photographs: PNG compresses it better.",
+        "",
+        _md(table),
+        "",
+    ]
+
+
 def _spread_note(summary: pd.DataFrame) -> list[str]:
     flagged = summary[summary["spread_flag"]] if len(summary) else summary
     return [
@@ -622,6 +682,7 @@ def write_tables(
     extras = _extras(results, claim_runs)
     access = access_table([json.loads(Path(p).read_text()) for p in epochs])
     extras["access"] = access
+    extras["disk_all"] = dsk  # every image size (the size claims compare them)
     au = au_table([json.loads(Path(p).read_text()) for p in training], access)
     extras["writers"] = writers_table(
         [r for r in _load(writer_builds) if r["operation"] == Op.WRITE_MANY]
@@ -652,6 +713,7 @@ def write_tables(
             *_au_md(au),
             *_writers_md(extras["writers"]),
             *_capped_md(frames["capped"]),
+            *sizes_md(summary, dsk),
             *_spread_note(summary),
             reproduction_markdown(repro),
             "",

@@ -49,8 +49,6 @@ LAZY_MAX_BYTES = 64 * 2**20
 #: process start-up that every epoch pays and for a shared host.
 SCALING_EFFICIENCY = 0.8
 
-ISSUE_ACCESS = "access patterns and parallel readers/writers (issue 11)"
-ISSUE_SIZES = "image-size sweep (issue 13)"
 VERDICTS = ("holds", "fails", "mixed", "not tested")
 FORMATS = ("png", "lmdb", "hdf5")
 COLUMNS = ["id", "section", "claim", "kind", "test", "mode", "margin", "numbers", "verdict"]
@@ -433,13 +431,68 @@ def _hdf5_write_lock(run: Run) -> Outcome:
     return _tally({"one file per process scales": ok}, text)
 
 
-def _needs(experiment: str) -> Callable[[Run], Outcome]:
-    """A claim this pipeline cannot decide yet: name the experiment that would."""
+#: The article's own threshold for "large" images: 256 x 256 x 3.
+LARGE_PX = 256
+#: "Shoots off the chart": LMDB's disk per raw byte at least twice every other format's.
+CHART_MIN = 2.0
 
-    def rule(run: Run) -> Outcome:
-        return "not tested", f"needs the {experiment}"
 
-    return rule
+def _large_disk(run: Run) -> tuple[int, pd.DataFrame]:
+    """Disk rows of the largest store of the largest image size >= 256 px (this mode)."""
+    disk = run.extras.get("disk_all")
+    if disk is None or not len(disk) or "image_bytes" not in disk:
+        raise Missing("disk rows of other image sizes (image_sizes)")
+    px = (disk["image_bytes"] // 3) ** 0.5
+    big = disk[(px >= LARGE_PX) & (disk["mode"] == run.mode)]
+    if not len(big):
+        raise Missing(f"{run.mode} stores of {LARGE_PX} px or more (image_sizes)")
+    size = int(((big["image_bytes"] // 3) ** 0.5).max())
+    rows = big[(big["image_bytes"] == size * size * 3)]
+    rows = rows[rows["n_images"] == rows["n_images"].max()]
+    return size, rows.set_index("format")
+
+
+def _lmdb_overflow(run: Run) -> Outcome:
+    size, rows = _large_disk(run)
+    disk = run.extras["disk_all"]
+    if "lmdb" not in rows.index:
+        raise Missing(f"lmdb {run.mode} disk at {size} px")
+    lm = float(rows.loc["lmdb", "disk_per_raw"])
+    others = {f: float(v) for f, v in rows["disk_per_raw"].items() if f != "lmdb"}
+    small = disk[
+        (disk["format"] == "lmdb")
+        & (disk["mode"] == run.mode)
+        & (disk["image_bytes"] == 32 * 32 * 3)
+    ]
+    at32 = (
+        float(small[small["n_images"] == small["n_images"].max()]["disk_per_raw"].iloc[0])
+        if len(small)
+        else np.nan
+    )
+    pages = rows.loc["lmdb", "lmdb_overflow_pages"]
+    numbers = (
+        f"{size} px: LMDB {lm:.2f}x raw bytes on disk ({pages} overflow pages), 32 px: "
+        f"{at32:.2f}x; others at {size} px: "
+        + ", ".join(f"{f} {v:.2f}x" for f, v in sorted(others.items()))
+    )
+    return _tally(
+        {"LMDB >= 2x every other format": all(lm >= CHART_MIN * v for v in others.values())},
+        numbers,
+    )
+
+
+def _hdf5_disk_large(run: Run) -> Outcome:
+    size, rows = _large_disk(run)
+    if not {"lmdb", "hdf5"} <= set(rows.index):
+        raise Missing(f"lmdb and hdf5 {run.mode} disk at {size} px")
+    h5, lm = float(rows.loc["hdf5", "kib_allocated"]), float(rows.loc["lmdb", "kib_allocated"])
+    ratio = lm / h5 if h5 else float("inf")
+    numbers = f"{size} px: HDF5 {h5:,.0f} KiB, LMDB {lm:,.0f} KiB (LMDB/HDF5 = {ratio:.2f})"
+    checks = {
+        "HDF5 smaller beyond the tie": ratio > 1 + DISK_TIE,
+        "only slightly": ratio < SLIGHT_MAX,
+    }
+    return _tally(checks, numbers)
 
 
 # The table -------------------------------------------------------------------------------------
@@ -581,22 +634,22 @@ CLAIMS: tuple[Claim, ...] = (
         section="Considering disk usage",
         claim="With larger images LMDB disk use shoots off the chart (overflow pages)",
         kind="unmeasured",
-        test="LMDB bytes per image against raw bytes across image sizes, 32 px to 512 px.",
-        mode="-",
-        margin="",
-        rule=_needs(ISSUE_SIZES),
-        tuned=False,
+        test="LMDB disk per raw byte at the largest image size >= 256 px against every "
+        "other format's, with LMDB's overflow pages (env.stat) and its 32-px figure.",
+        mode=ART,
+        margin="CHART_MIN = 2x",
+        rule=_lmdb_overflow,
     ),
     Claim(
         id="hdf5-disk-large",
         section="Considering disk usage",
         claim="For 256x256x3 or 512x512x3 images HDF5 is slightly more disk-efficient than LMDB",
         kind="unmeasured",
-        test="HDF5 vs LMDB disk use for 256 px and 512 px images.",
-        mode="-",
-        margin="",
-        rule=_needs(ISSUE_SIZES),
-        tuned=False,
+        test="HDF5 vs LMDB allocated disk for the largest store at the largest image size "
+        ">= 256 px (the same raw bytes).",
+        mode=ART,
+        margin="DISK_TIE < LMDB/HDF5 - 1; LMDB/HDF5 < SLIGHT_MAX",
+        rule=_hdf5_disk_large,
     ),
     Claim(
         id="png-concurrency",

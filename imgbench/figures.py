@@ -193,6 +193,42 @@ def _au(au: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _sizes(summary: pd.DataFrame, disk: pd.DataFrame) -> plt.Figure:
+    """Per byte across image sizes (each size's largest store: the same raw bytes): warm and
+    cold read MB/s, store MB/s, and disk per raw byte."""
+    px = summary["data"].str.removeprefix("cifar").astype(int)
+    summary = summary.assign(px=px)
+    largest = summary.groupby(["data", "format", "mode"])["n_images"].transform("max")
+    top = summary[summary["n_images"] == largest]
+    panels = [
+        ("write_many", "none", "store MB/s"),
+        ("read_many", "warm", "read MB/s, warm"),
+        ("read_many", "cold", "read MB/s, cold"),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(22, 4.5), squeeze=False)
+    for ax, (op, cache, title) in zip(axes[0], panels, strict=False):
+        sel = top[(top["operation"] == op) & (top["cache"] == cache)]
+        for (fmt, mode), g in _by_family(sel, ["format", "mode"]):
+            g = g.sort_values("px")
+            style = "-o" if mode == "tuned" else "--s"
+            ax.plot(g["px"], g["mb_per_s"], style, ms=4, label=f"{fmt} {mode}", color=color(fmt))
+        ax.set(xscale="log", yscale="log", title=title, xlabel="image size (px)")
+        ax.grid(True, which="both", alpha=0.3)
+    d = disk.assign(px=disk["data"].str.removeprefix("cifar").astype(int))
+    d = d[d["n_images"] == d.groupby(["data", "format", "mode"])["n_images"].transform("max")]
+    for (fmt, mode), g in _by_family(d, ["format", "mode"]):
+        g = g.sort_values("px")
+        style = "-o" if mode == "tuned" else "--s"
+        axes[0][3].plot(
+            g["px"], g["disk_per_raw"], style, ms=4, label=f"{fmt} {mode}", color=color(fmt)
+        )
+    axes[0][3].set(xscale="log", title="disk / raw pixel bytes", xlabel="image size (px)")
+    axes[0][3].grid(True, which="both", alpha=0.3)
+    axes[0][3].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def write_figures(
     summary_csv: Path,
     disk_csv: Path,
@@ -202,10 +238,13 @@ def write_figures(
     **outputs: Path,
 ) -> None:
     """The figures rule: render every figure named in *outputs* (keys below) from the tables."""
-    s = pd.read_csv(summary_csv)
-    disk = pd.read_csv(disk_csv)
-    acc = pd.read_csv(access_csv)
-    au = pd.read_csv(au_csv)
+    all_s, all_disk = pd.read_csv(summary_csv), pd.read_csv(disk_csv)
+    # The article's figures are of one data set (32 px when present); sizes get their own.
+    data = "cifar32" if "cifar32" in set(all_s.get("data", [])) else None
+    s, disk, acc, au = (
+        df[df["data"] == data] if data and "data" in df else df
+        for df in (all_s, all_disk, pd.read_csv(access_csv), pd.read_csv(au_csv))
+    )
     store = s[s["operation"] == "write_many"]
     read_warm = s[(s["operation"] == "read_many") & (s["cache"] == "warm")]
     many = s[s["operation"].isin(["write_many", "read_many"]) & (s["cache"] != "cold")]
@@ -226,6 +265,7 @@ def write_figures(
         "single": lambda: _single(s[s["operation"].isin(["write_one", "read_one"])]),
         "access": lambda: _access(acc),
         "au": lambda: _au(au),
+        "sizes": lambda: _sizes(all_s, all_disk),
     }
     for name, path in outputs.items():
         fig = makers[name]()

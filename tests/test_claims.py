@@ -35,7 +35,7 @@ IDS = [
 ]
 WRITER_CLAIMS = ["hdf5-write-lock"]  # decided by the writers table only
 EPOCH_CLAIMS = ["png-concurrency", "lmdb-readers", "lmdb-sequential", "hdf5-ranges"]
-ISSUE_13 = ["lmdb-overflow-large", "hdf5-disk-large"]
+SIZE_CLAIMS = ["lmdb-overflow-large", "hdf5-disk-large"]  # decided by other image sizes
 FORMATS = ("png", "lmdb", "hdf5")
 NMAX = article.CUTOFFS[-1]
 
@@ -152,7 +152,7 @@ def test_margins_pinned():
 
 def test_the_articles_own_numbers_make_its_claims_hold():
     v = judge(published())
-    tested = [i for i in IDS if i not in WRITER_CLAIMS + ISSUE_13 + EPOCH_CLAIMS]
+    tested = [i for i in IDS if i not in WRITER_CLAIMS + SIZE_CLAIMS + EPOCH_CLAIMS]
     assert {i: v[i][0] for i in tested} == dict.fromkeys(tested, "holds")
 
 
@@ -344,8 +344,8 @@ def test_claims_this_pipeline_cannot_test_name_their_issue():
     v = judge(published())
     for cid in WRITER_CLAIMS:
         assert v[cid] == ("not tested", "missing: tuned hdf5 builds with 1 and 2+ writers")
-    for cid in ISSUE_13:
-        assert v[cid] == ("not tested", "needs the image-size sweep (issue 13)")
+    for cid in SIZE_CLAIMS:
+        assert v[cid] == ("not tested", "missing: disk rows of other image sizes (image_sizes)")
 
 
 def test_epoch_claims_without_epochs_are_not_tested():
@@ -457,6 +457,40 @@ def test_png_concurrency_needs_readers_and_writers():
     assert slow["png-concurrency"][0] == "mixed" and "writers scale" in slow["png-concurrency"][1]
     fast = judge(published(), ext=extras(access=acc, writers=writers(png_1=10.0, png_2=5.2)))
     assert fast["png-concurrency"][0] == "holds"
+
+
+def sized_disk(lmdb256: float, hdf5256: float, png256: float = 1.0) -> pd.DataFrame:
+    """disk_all rows: 32 px and 256 px stores of the same raw bytes, article mode."""
+    rows = []
+    for px, n, vals in ((32, 100_000, (1.33, 1.0, 1.1)), (256, 1562, (lmdb256, hdf5256, png256))):
+        for fmt, ratio in zip(("lmdb", "hdf5", "png"), vals, strict=True):
+            raw = n * px * px * 3
+            rows.append(
+                {
+                    "data": f"cifar{px}",
+                    "format": fmt,
+                    "mode": "article",
+                    "n_images": n,
+                    "image_bytes": px * px * 3,
+                    "disk_per_raw": ratio,
+                    "kib_allocated": ratio * raw / 1024,
+                    "lmdb_overflow_pages": 76_000 if fmt == "lmdb" else None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("lmdb", "hdf5", "overflow", "slight"),
+    [(1.02, 1.0, "fails", "mixed"), (4.0, 1.0, "holds", "mixed"), (1.3, 1.0, "fails", "holds")],
+)
+def test_size_claims_from_disk_per_raw_byte(lmdb, hdf5, overflow, slight):
+    v = judge(published(), ext=extras(disk_all=sized_disk(lmdb, hdf5)))
+    assert v["lmdb-overflow-large"][0] == overflow, v["lmdb-overflow-large"]
+    assert (
+        "256 px" in v["lmdb-overflow-large"][1] and "overflow pages" in v["lmdb-overflow-large"][1]
+    )
+    assert v["hdf5-disk-large"][0] == slight, v["hdf5-disk-large"]
 
 
 def test_markdown_counts_verdicts():

@@ -4,7 +4,7 @@
 
 rule claim_lmdb_map_full:
     input:
-        store=f"results/stores/{{data}}/article/lmdb/{CUTOFFS[-1]}",
+        store=lambda w: f"results/stores/{w.data}/article/lmdb/{largest(w)}",
         images=rules.double.output.images,
         labels=rules.double.output.labels,
     output:
@@ -19,7 +19,7 @@ rule claim_lmdb_map_full:
         timing_slots=1,
     params:
         step="imgbench.claim_runs:lmdb_map_full",
-        n=CUTOFFS[-1],
+        n=largest,
     script:
         "../scripts/step.py"
 
@@ -43,6 +43,6 @@ rule claim_lazy_items:
     params:
         step="imgbench.claim_runs:lazy_items",
         formats=LAZY_FORMATS,
-        n=CUTOFFS[-1],
+        n=largest,
     script:
         "../scripts/step.py"

@@ -4,12 +4,13 @@
 # run and the lint need none of them (tests/test_workflow.py proves it).
 import itertools
 import os
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from imgbench import stores
+from imgbench import sizes, stores
 from imgbench.config import config_hash, normalize
 
 # --config values arrive as strings ("cutoffs=[10,100]" -> ["10", "100"]): fix types first.
@@ -46,8 +47,42 @@ COMBOS = [
 _check_config()
 CUTOFFS = sorted(config["cutoffs"])
 # The data variant in every target path: results/<kind>/<data>/<mode>/<fmt>/<n>.
-# "cifar32" = CIFAR-10 at 32 px, decoded pixels; sizes and payloads extend this key.
-DATA = "cifar32"
+# "cifar<size>" = CIFAR-10 resized to size x size px (32: the article's), decoded pixels.
+# Each size holds the same raw bytes as the 32-px run at the same cutoff position: cutoffs
+# scaled by 32^2 / size^2, at least 10 images; cutoffs that collide after scaling merge.
+DATA = "cifar32"  # the article's data: its claims and reproduction are judged on it
+DATASETS = {
+    sizes.data_key(s): sorted({sizes.scaled(c, s) for c in CUTOFFS})
+    for s in sorted(config["image_sizes"])
+}
+N_IMAGES = {
+    sizes.data_key(s): sizes.scaled(config["n_images"], s)
+    for s in config["image_sizes"]
+}
+
+
+def largest(wildcards):
+    """The largest cutoff of this data variant (epochs, training, claims read that store)."""
+    return DATASETS[wildcards.data][-1]
+
+
+def largest_store(wildcards):
+    return f"results/stores/{wildcards.data}/{wildcards.mode}/{wildcards.fmt}/{largest(wildcards)}"
+
+
+def n_images(wildcards):
+    """Images in this data variant (the single-image ids are drawn from them)."""
+    return N_IMAGES[wildcards.data]
+
+
+# A sweep can fill a disk: say what the stores will take before any job starts.
+if workflow.is_main_process and len(DATASETS) > 1:
+    _est = sizes.disk_estimate(DATASETS, len(COMBOS))
+    print(
+        f"image-size sweep {sorted(config['image_sizes'])}: stores take about "
+        f"{_est / 1e9:.1f} GB (raw pixels of every store; files and padding add more)",
+        file=sys.stderr,
+    )
 
 # Timing isolation (see profiles/default/config.yaml): every rule states its timing_slots,
 # timed jobs claim the whole cap, so a timed job never runs beside any other job. A cap
@@ -70,7 +105,7 @@ MEASURED_CONFIG = {k: v for k, v in config.items() if not k.startswith("figure_"
 
 # Config keys that change what each kind of timed job measures: changing one reruns only
 # the jobs whose kind lists it (store options are added per format and mode).
-_DATA_KEYS = ["cifar_md5", "n_images"]
+_DATA_KEYS = ["cifar_md5", "n_images", "resize_filter"]
 _EPOCH_KEYS = ["epoch_repeats", "epoch_warmup", "batch_size", "seed"]
 _KINDS = {
     "build": ["repeats", "warmup"],
@@ -134,17 +169,25 @@ def build_threads(wildcards):
     return max(config["writers"], default=1) if wildcards.mode == "tuned" else 1
 
 
-def targets(path, **axes):
-    """*path* for every (mode, format) pair and every combination of the *axes* values."""
-    return [
-        path.format(data=DATA, mode=m, fmt=f, **dict(zip(axes, values)))
-        for m, f in COMBOS
-        for values in itertools.product(*axes.values())
-    ]
+def targets(path, n=None, **axes):
+    """*path* for every data variant, (mode, format) pair and combination of the *axes*
+    values; *n*: "cutoffs" (each variant's cutoffs), "largest" (its largest) or None."""
+    out = []
+    for data, cuts in DATASETS.items():
+        ns = {None: [None], "cutoffs": cuts, "largest": cuts[-1:]}[n]
+        for m, f in COMBOS:
+            for k in ns:
+                for values in itertools.product(*axes.values()):
+                    out.append(
+                        path.format(
+                            data=data, mode=m, fmt=f, n=k, **dict(zip(axes, values))
+                        )
+                    )
+    return out
 
 
 def many_targets(path):
-    return targets(path, n=CUTOFFS)
+    return targets(path, n="cutoffs")
 
 
 def single_targets(path):
@@ -195,10 +238,13 @@ TRAINING = targets(
 )
 # Writer scaling: tuned formats that can use several writer processes, largest store only.
 WRITERS = [
-    f"results/timings/write_writers/{DATA}/{m}/{f}/{CUTOFFS[-1]}_w{w}.json"
-    for m, f in COMBOS
-    if m == "tuned" and stores.parallel_writes(f)
-    for w in config["writers"]
+    t
+    for t in targets(
+        "results/timings/write_writers/{data}/{mode}/{fmt}/{n}_w{writers}.json",
+        n="largest",
+        writers=config["writers"],
+    )
+    if "/tuned/" in t and stores.parallel_writes(Path(t).parent.name)
 ]
 
 TIMINGS = (
@@ -213,10 +259,15 @@ DISK = many_targets("results/du/{data}/{mode}/{fmt}/{n}.json")
 # The claim experiments run where their article-mode stores are built.
 LAZY_FORMATS = [f for f in ("lmdb", "hdf5") if ("article", f) in COMBOS]
 CLAIM_RUNS = (
-    [f"results/claims/{DATA}/lmdb_map_full.json"]
-    if ("article", "lmdb") in COMBOS
+    (
+        [f"results/claims/{DATA}/lmdb_map_full.json"]
+        if ("article", "lmdb") in COMBOS
+        else []
+    )
+    + ([f"results/claims/{DATA}/lazy_items.json"] if LAZY_FORMATS else [])
+    if DATA in DATASETS
     else []
-) + ([f"results/claims/{DATA}/lazy_items.json"] if LAZY_FORMATS else [])
+)
 FIGURES = {
     name: f"results/figures/{name}.{config['figure_format']}"
     for name in [
@@ -231,6 +282,7 @@ FIGURES = {
     ]
     + (["access"] if config["access_patterns"] else [])
     + (["au"] if config["computation_time"] else [])
+    + (["sizes"] if len(DATASETS) > 1 else [])
 }
 TABLES = {
     "samples": "results/tables/samples.csv",

@@ -51,6 +51,8 @@ rule double:
         "results/logs/double/{data}.log",
     benchmark:
         "results/benchmarks/double/{data}.tsv"
+    wildcard_constraints:
+        data="cifar32",
     conda:
         "../../envs/bench.yaml"
     resources:
@@ -58,5 +60,33 @@ rule double:
     params:
         step="imgbench.data:repeat_to",
         n_images=config["n_images"],
+    script:
+        "../scripts/step.py"
+
+
+# Other image sizes (image_sizes): CIFAR resized, streamed chunk by chunk; as many images as
+# hold the 32-px data's raw bytes (imgbench/sizes.py).
+rule resize:
+    input:
+        images_in="results/data/cifar32/images.npy",
+        labels_in="results/data/cifar32/labels.npy",
+    output:
+        images="results/data/cifar{size}/images.npy",
+        labels="results/data/cifar{size}/labels.npy",
+    log:
+        "results/logs/resize/cifar{size}.log",
+    benchmark:
+        "results/benchmarks/resize/cifar{size}.tsv"
+    wildcard_constraints:
+        size=r"(?!32$)\d+",
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        step="imgbench.sizes:resize",
+        data=lambda wildcards: f"cifar{wildcards.size}",
+        n_images=lambda wildcards: N_IMAGES[f"cifar{wildcards.size}"],
+        resize_filter=config["resize_filter"],
     script:
         "../scripts/step.py"

@@ -62,7 +62,7 @@ rule read_one_warm:
         experiment="read_one",
         cache="warm",
         options=store_options,
-        n_images=config["n_images"],
+        n_images=n_images,
         config_hash=measure_hash("one_read_warm"),
     script:
         "../scripts/step.py"
@@ -85,7 +85,7 @@ use rule read_one_warm as read_one_cold with:
 # several readers (imgbench/access.py). Warm and cold share one definition.
 rule read_epoch_warm:
     input:
-        store=f"results/stores/{{data}}/{{mode}}/{{fmt}}/{CUTOFFS[-1]}",
+        store=largest_store,
         images=rules.double.output.images,
         labels=rules.double.output.labels,
     output:
@@ -103,7 +103,7 @@ rule read_epoch_warm:
         experiment="read_epoch",
         cache="warm",
         options=store_options,
-        n=CUTOFFS[-1],
+        n=largest,
     script:
         "../scripts/step.py"
 
@@ -143,7 +143,7 @@ use rule read_epoch_warm as read_epoch_capped with:
 # {compute} seconds per batch while the readers prefetch; accelerator utilisation (AU).
 rule train_warm:
     input:
-        store=f"results/stores/{{data}}/{{mode}}/{{fmt}}/{CUTOFFS[-1]}",
+        store=largest_store,
         images=rules.double.output.images,
         labels=rules.double.output.labels,
     output:
@@ -161,7 +161,7 @@ rule train_warm:
         experiment="train",
         cache="warm",
         options=store_options,
-        n=CUTOFFS[-1],
+        n=largest,
         au_batches=config["au_batches"],
         prefetch=config["prefetch"],
     script:

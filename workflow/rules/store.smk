@@ -77,7 +77,7 @@ rule write_one:
         **measure_params("one_write"),
         experiment="write_one",
         options=store_options,
-        n_images=config["n_images"],
+        n_images=n_images,
         config_hash=measure_hash("one_write"),
     script:
         "../scripts/step.py"
