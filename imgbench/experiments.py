@@ -127,15 +127,17 @@ def build_store(job: Job) -> dict[str, Any]:
 
 def build_writers(job: Job) -> dict[str, Any]:
     """Time building the store with ``job.workers`` writer processes, as :func:`build_store`
-    does; then read it back and verify it (untimed) and delete it: only the timing is kept."""
+    does; then read it back and verify it (untimed). The store stays (the workflow deletes it
+    after the last timed job: a mass delete slows the builds that follow it)."""
     res = _build(job)
     try:
         with _damage_is_clear(job):
             got = _store(job, workers=1).read_many(job.store)
         src_images, src_labels = load_source(job.images, job.labels, job.n)
         verify.against_source(job.what, got, src_images, src_labels)
-    finally:
-        remove(job.store)
+    except BaseException:
+        remove(job.store)  # a store that failed verification is not kept for anyone
+        raise
     res.verified = True
     res.extra["writers"] = job.workers
     res.extra["parallel_writes"] = parallel_writes(job.fmt)

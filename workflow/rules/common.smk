@@ -246,6 +246,9 @@ WRITERS = [
     )
     if "/tuned/" in t and stores.parallel_writes(Path(t).parent.name)
 ]
+WRITER_STORES = [
+    t.replace("timings/write_writers", "stores_writers").removesuffix(".json") for t in WRITERS
+]
 
 TIMINGS = (
     many_targets("results/timings/write_many/{data}/{mode}/{fmt}/{n}.json")
