@@ -38,6 +38,17 @@ def available(root: Path = ROOT) -> bool:
     return (root / "memory.limit_in_bytes").exists() and os.access(root, os.W_OK)
 
 
+def _sweep_stale(root: Path) -> None:
+    """Remove groups a killed job left behind (SIGKILL skips every cleanup): those whose
+    owner is gone and that hold no process."""
+    for group in root.glob("imgbench-*"):
+        pid = group.name.removeprefix("imgbench-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            if not (group / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    group.rmdir()
+
+
 class Cap:
     """One memory cgroup with a fixed limit; processes enter and leave it (children forked
     inside inherit it)."""
@@ -50,6 +61,7 @@ class Cap:
                 "root there, or set page_cache_cap: 0"
             )
         self.root, self.limit = root, int(limit_bytes)
+        _sweep_stale(root)
         self.path = root / f"imgbench-{os.getpid()}"
         self.path.mkdir(exist_ok=True)
         (self.path / "memory.limit_in_bytes").write_text(str(self.limit))

@@ -378,3 +378,19 @@ def test_a_streamed_epoch_that_loses_an_image_fails(tmp_path, source, monkeypatc
     )
     with pytest.raises(VerificationError, match="did not deliver each of the 300 images once"):
         experiments.read_epoch(job)
+
+
+def test_a_killed_capped_job_leaves_no_group_behind(tmp_path):
+    from imgbench import memcap
+
+    if not memcap.available():
+        pytest.skip("needs root and the cgroup v1 memory controller")
+    stale = memcap.ROOT / "imgbench-999999999"  # no such pid: a job killed before cleanup
+    stale.mkdir()
+    try:
+        with memcap.capped(1 << 30) as cap:
+            assert cap.path.exists()
+        assert not stale.exists()
+    finally:
+        if stale.exists():
+            stale.rmdir()
