@@ -668,11 +668,10 @@ def write_tables(
     training: list[Path],
     writer_builds: list[Path] = (),
     capped_runs: list[Path] = (),
-    writer_stores: list[Path] = (),
     **outputs: Path,
 ) -> None:
     """The tables rule: samples, summary, disk, article comparison, reproduction and claims
-    (CSV), and the markdown summary. (*writer_stores* are only held until now, unread.)"""
+    (CSV), and the markdown summary."""
     from imgbench.claims import claims_markdown, claims_table
     from imgbench.reproduction import reproduction_markdown, reproduction_table
 

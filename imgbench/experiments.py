@@ -127,8 +127,9 @@ def build_store(job: Job) -> dict[str, Any]:
 
 def build_writers(job: Job) -> dict[str, Any]:
     """Time building the store with ``job.workers`` writer processes, as :func:`build_store`
-    does; then read it back and verify it (untimed). The store stays (the workflow deletes it
-    after the last timed job: a mass delete slows the builds that follow it)."""
+    does; then read it back and verify it (untimed). The store stays, read by nothing and
+    replaced by a rerun: deleting it here would slow the timed job that follows (a mass
+    delete's wake)."""
     res = _build(job)
     try:
         with _damage_is_clear(job):

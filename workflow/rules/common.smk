@@ -217,7 +217,7 @@ EPOCHS = [
         pattern=config["access_patterns"],
         **_READERS,
     )
-    if "/buffered_r" not in t or stores.streams(Path(t).parent.name)
+    if not Path(t).name.startswith("buffered_") or stores.streams(Path(t).parent.name)
 ]
 CAPPED = (
     targets(
@@ -244,11 +244,9 @@ WRITERS = [
         n="largest",
         writers=config["writers"],
     )
-    if "/tuned/" in t and stores.parallel_writes(Path(t).parent.name)
+    if Path(t).parts[4] == "tuned" and stores.parallel_writes(Path(t).parent.name)
 ]
-WRITER_STORES = [
-    t.replace("timings/write_writers", "stores_writers").removesuffix(".json") for t in WRITERS
-]
+
 
 TIMINGS = (
     many_targets("results/timings/write_many/{data}/{mode}/{fmt}/{n}.json")

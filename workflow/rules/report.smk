@@ -50,7 +50,6 @@ rule tables:
         epochs=EPOCHS,
         training=TRAINING,
         writer_builds=WRITERS,
-        writer_stores=WRITER_STORES,  # held until here (temp): see rule build_writers
         capped_runs=CAPPED,
     output:
         **{k: report(v, category="Tables") for k, v in TABLES.items()},
