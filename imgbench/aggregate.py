@@ -256,6 +256,14 @@ def markdown_summary(summary: pd.DataFrame, disk: pd.DataFrame, art: pd.DataFram
     return "\n".join(out)
 
 
+def _over_one(df: pd.DataFrame, keys: list[str], count: str) -> np.ndarray:
+    """images/s over the same setup's images/s with one reader or writer (*count* == 1);
+    NaN where that setup has no such row."""
+    one = df.loc[df[count] == 1, [*keys, "images_per_s"]].rename(columns={"images_per_s": "_1"})
+    base = df[keys].merge(one, on=keys, how="left")["_1"].to_numpy(dtype=float)
+    return df["images_per_s"].to_numpy(dtype=float) / base
+
+
 def access_table(results: list[dict]) -> pd.DataFrame:
     """One row per epoch measurement: throughput, batch latency, scaling with readers."""
     rows = []
@@ -277,7 +285,7 @@ def access_table(results: list[dict]) -> pd.DataFrame:
                 "median_s": med,
                 "min_s": st["min_s"],
                 "max_s": st["max_s"],
-                "spread": (st["max_s"] - st["min_s"]) / med if med else 0.0,
+                "spread": _spread(r),
                 "images_per_s": x["epoch_images"] / med if med else np.nan,
                 "mb_per_s": x["epoch_bytes"] / med / 1e6 if med else np.nan,
                 "batch_p50_ms": x["batch_latency_p50_s"] * 1e3,
@@ -295,9 +303,7 @@ def access_table(results: list[dict]) -> pd.DataFrame:
     if not len(df):
         return pd.DataFrame(columns=[*cols, "images_per_s", "scaling"])
     df["spread_flag"] = df["spread"] > SPREAD_LIMIT
-    one = df[df["readers"] == 1].set_index(cols[:-1])["images_per_s"]
-    base = df.set_index(cols[:-1]).index.map(one.to_dict().get)
-    df["scaling"] = df["images_per_s"] / pd.to_numeric(base, errors="coerce")
+    df["scaling"] = _over_one(df, cols[:-1], "readers")
     return df.sort_values(cols).reset_index(drop=True)
 
 
@@ -497,7 +503,7 @@ def writers_table(results: list[dict]) -> pd.DataFrame:
                 "writers_used": x["writers_used"],
                 "parallel_writes": x.get("parallel_writes", ""),
                 "median_s": med,
-                "spread": (st["max_s"] - st["min_s"]) / med if med else 0.0,
+                "spread": _spread(r),
                 "images_per_s": r["n_images"] / med if med else np.nan,
                 "cores": x["cores"],
                 "oversubscribed": x["writers"] > x["cores"],
@@ -511,9 +517,7 @@ def writers_table(results: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if not len(df):
         return pd.DataFrame(columns=[*cols, "images_per_s", "speedup"])
-    one = df[df["writers"] == 1].set_index(cols[:-1])["images_per_s"].to_dict()
-    base = [one.get(tuple(k)) for k in df[cols[:-1]].itertuples(index=False)]
-    df["speedup"] = df["images_per_s"] / pd.to_numeric(pd.Series(base), errors="coerce")
+    df["speedup"] = _over_one(df, cols[:-1], "writers")
     df["spread_flag"] = df["spread"] > SPREAD_LIMIT
     return df.sort_values(cols).reset_index(drop=True)
 

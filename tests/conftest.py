@@ -12,6 +12,17 @@ from imgbench.job import Job
 REPO = Path(__file__).resolve().parents[1]
 
 
+def run_threads(work, n: int) -> None:
+    """Run ``work(r)`` for r in range(n) in n threads and wait for all (shared-reader tests)."""
+    import threading
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def random_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)

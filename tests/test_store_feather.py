@@ -4,7 +4,6 @@ the map, labels keep their dtype, and damaged files fail with one clear line."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 from imgbench.errors import StoreError
 from imgbench.stores import feather as feather_module
 from imgbench.stores import get_store
-from tests.conftest import random_data
+from tests.conftest import random_data, run_threads
 
 
 def _write(path: Path, n: int = 100, images=None, **options) -> tuple[np.ndarray, np.ndarray]:
@@ -146,11 +145,7 @@ def test_threads_can_share_one_batch_reader(tmp_path: Path) -> None:
                 if not np.array_equal(read(idx)[0], images[idx]):
                     wrong.append(r)
 
-        threads = [threading.Thread(target=work, args=(r,)) for r in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(work, 4)
     assert not wrong
 
 

@@ -3,7 +3,6 @@ groups they need, labels keep their dtype, and damaged files fail with one clear
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 from imgbench.errors import StoreError
 from imgbench.stores import get_store
 from imgbench.stores import parquet as parquet_module
-from tests.conftest import random_data
+from tests.conftest import random_data, run_threads
 
 
 def _write(path: Path, n: int = 100, **options) -> tuple[np.ndarray, np.ndarray]:
@@ -128,11 +127,7 @@ def test_threads_can_share_one_batch_reader(tmp_path: Path) -> None:
                 if not np.array_equal(read(idx)[0], images[idx]):
                     wrong.append(r)
 
-        threads = [threading.Thread(target=work, args=(r,)) for r in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(work, 4)
     assert not wrong
 
 

@@ -9,7 +9,6 @@ import multiprocessing
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import tiledb
 from imgbench.errors import StoreError
 from imgbench.stores import get_store
 from imgbench.stores import tiledb_store as T
-from tests.conftest import REPO, random_data
+from tests.conftest import REPO, random_data, run_threads
 
 
 def _store(tmp_path: Path, n: int = 100, **options):
@@ -241,10 +240,6 @@ def test_threads_share_one_reader(tmp_path: Path) -> None:
             for b in range(r, len(parts), 2):
                 out[b] = read(parts[b])[0]
 
-        threads = [threading.Thread(target=work, args=(r,)) for r in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(work, 2)
     for b, part in enumerate(parts):
         np.testing.assert_array_equal(out[b], images[part])

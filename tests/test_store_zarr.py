@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 
 from imgbench.errors import StoreError
 from imgbench.stores import get_store
-from tests.conftest import random_data
+from tests.conftest import random_data, run_threads
 
 INDEX_ENTRY = 16  # bytes per inner chunk in a shard index (offset, length), + 4 for its crc32c
 
@@ -209,10 +208,6 @@ def test_threads_share_one_reader(tmp_path: Path) -> None:
             for b in range(r, len(parts), 2):
                 out[b] = read(parts[b])[0]
 
-        threads = [threading.Thread(target=work, args=(r,)) for r in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(work, 2)
     for b, part in enumerate(parts):
         np.testing.assert_array_equal(out[b], images[part])

@@ -16,12 +16,13 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
 from imgbench.errors import StoreError
+from imgbench.stores.base import Store
 
 IMAGE, LABEL = "image", "label"
 META_KEY = b"imgbench"
@@ -161,3 +162,24 @@ class PerThread:
             for handle in self._all:
                 handle.close()
             self._all.clear()
+
+
+class ArrowStore(Store):
+    """What the Parquet and Feather stores share: a batch reader over their one file, kept
+    open across batches and closed after, and one image read through it."""
+
+    #: the store's one file, and the class that reads batches from it (``read``, ``close``)
+    file: ClassVar[str]
+    batches: ClassVar[type]
+
+    @contextlib.contextmanager
+    def batch_reader(self, path: Path) -> Iterator[Callable]:
+        batches = self.batches(path / self.file)
+        try:
+            yield batches.read
+        finally:
+            batches.close()
+
+    def read_one(self, path: Path) -> tuple[np.ndarray, int]:
+        images, labels = self.read_batch(path, [0])
+        return images[0], int(labels[0])

@@ -26,9 +26,8 @@ opens (~0.1 ms each): the default is pyarrow's own 65,536 rows (1,024-row batche
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ import pyarrow.ipc as ipc
 from imgbench.stores._arrow import (
     IMAGE,
     LABEL,
+    ArrowStore,
     Meta,
     copy_images,
     damage_is_clear,
@@ -47,7 +47,6 @@ from imgbench.stores._arrow import (
     rows_of,
     to_table,
 )
-from imgbench.stores.base import Store
 
 FILE = "store.arrow"
 CODECS = ("uncompressed", "lz4", "zstd")
@@ -165,9 +164,11 @@ class _Batches:
         self.mapped.close()
 
 
-class TunedFeather(Store):
+class TunedFeather(ArrowStore):
     format = "feather"
     mode = "tuned"
+    file = FILE
+    batches = _Batches
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         rows = max(1, int(self.options["feather_batch_images"]))
@@ -190,15 +191,3 @@ class TunedFeather(Store):
             del table  # the zero-copy table pins the map: drop it before unmapping
             mapped.close()
         return images, labels
-
-    @contextlib.contextmanager
-    def batch_reader(self, path: Path) -> Iterator[Callable]:
-        batches = _Batches(path / FILE)
-        try:
-            yield batches.read
-        finally:
-            batches.close()
-
-    def read_one(self, path: Path) -> tuple[np.ndarray, int]:
-        images, labels = self.read_batch(path, [0])
-        return images[0], int(labels[0])

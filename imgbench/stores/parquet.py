@@ -39,8 +39,7 @@ output; labels are read once per reader. Each reading thread gets its own ``Parq
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,7 @@ import pyarrow.parquet as pq
 from imgbench.stores._arrow import (
     IMAGE,
     LABEL,
+    ArrowStore,
     Meta,
     PerThread,
     copy_images,
@@ -58,7 +58,6 @@ from imgbench.stores._arrow import (
     rebuild,
     to_table,
 )
-from imgbench.stores.base import Store
 
 FILE = "store.parquet"
 CODECS = ("none", "snappy", "zstd", "lz4", "gzip", "brotli")
@@ -121,9 +120,11 @@ class _Batches:
         self.handles.close()
 
 
-class TunedParquet(Store):
+class TunedParquet(ArrowStore):
     format = "parquet"
     mode = "tuned"
+    file = FILE
+    batches = _Batches
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         rows = max(1, int(self.options["parquet_row_group_images"]))
@@ -148,15 +149,3 @@ class TunedParquet(Store):
         finally:
             pf.close()
         return images, labels
-
-    @contextlib.contextmanager
-    def batch_reader(self, path: Path) -> Iterator[Callable]:
-        batches = _Batches(path / FILE)
-        try:
-            yield batches.read
-        finally:
-            batches.close()
-
-    def read_one(self, path: Path) -> tuple[np.ndarray, int]:
-        images, labels = self.read_batch(path, [0])
-        return images[0], int(labels[0])
