@@ -40,6 +40,10 @@ class Format:
     #: True if the tuned class streams shards (``shard_sizes`` and ``stream_shards``): it can
     #: run the ``buffered`` epoch pattern, WebDataset's way of reading
     streams: bool = False
+    #: how the tuned class stores encoded images (``payload: encoded``: the original files'
+    #: bytes, variable length); empty: it cannot, and ``encoded_why_not`` says why
+    encoded: str = ""
+    encoded_why_not: str = ""
 
 
 FORMATS: dict[str, Format] = {
@@ -49,12 +53,14 @@ FORMATS: dict[str, Format] = {
         ("pillow",),
         "files",
         "a fork pool encodes and writes the files",
+        encoded="one file per image, named by its sniffed type",
     ),
     "lmdb": Format(
         {"article": "lmdb_store:ArticleLmdb", "tuned": "lmdb_store:TunedLmdb"},
         {"lmdb_map_headroom": 1.5, "lmdb_txn_images": 10000},
         ("lmdb",),
         "key-value",
+        encoded="one value per key",
     ),
     "hdf5": Format(
         {"article": "hdf5:ArticleHdf5", "tuned": "hdf5:TunedHdf5"},
@@ -62,9 +68,15 @@ FORMATS: dict[str, Format] = {
         ("h5py",),
         "array",
         "one file per process, joined by a virtual dataset",
+        encoded="a variable-length uint8 dataset (one process)",
     ),
     "npy": Format(
-        {"tuned": "npy:NpyStore"}, {}, (), "array", "processes pwrite shares of one file"
+        {"tuned": "npy:NpyStore"},
+        {},
+        (),
+        "array",
+        "processes pwrite shares of one file",
+        encoded_why_not="one fixed-shape array: records cannot differ in length",
     ),
     # --- issue 12: the formats teams choose today (tuned mode only: no article code) ---
     "tar": Format(
@@ -74,24 +86,28 @@ FORMATS: dict[str, Format] = {
         "shards",
         "processes write whole shards",
         streams=True,
+        encoded="WebDataset members <key>.<ext> + <key>.cls",
     ),
     "parquet": Format(
         {"tuned": "parquet:TunedParquet"},
         {"parquet_row_group_images": 16, "parquet_compression": None},
         ("pyarrow",),
         "columnar",
+        encoded="a binary column",
     ),
     "feather": Format(
         {"tuned": "feather:TunedFeather"},
         {"feather_batch_images": 65536, "feather_compression": None},
         ("pyarrow",),
         "columnar",
+        encoded="a binary column",
     ),
     "lance": Format(
         {"tuned": "lance_store:TunedLance"},
         {"lance_rows_per_file": 1048576, "lance_storage_version": "2.0"},
         ("pylance", "pyarrow"),
         "columnar",
+        encoded="a binary column",
     ),
     "zarr": Format(
         {"tuned": "zarr_store:TunedZarr"},
@@ -103,18 +119,21 @@ FORMATS: dict[str, Format] = {
         },
         ("zarr",),
         "array",
+        encoded="a variable-length bytes array, sharded",
     ),
     "tiledb": Format(
         {"tuned": "tiledb_store:TunedTiledb"},
         {"tiledb_tile_images": 4, "tiledb_compression": None},
         ("tiledb",),
         "array",
+        encoded="a var-sized uint8 attribute",
     ),
     "sqlite": Format(
         {"tuned": "sqlite:TunedSqlite"},
         {"sqlite_page_size": 16384, "sqlite_txn_images": 10000},
         (),
         "key-value",
+        encoded="a BLOB column, one row per image",
     ),
     "leveldb": Format(
         {"tuned": "leveldb:TunedLeveldb"},
@@ -126,6 +145,7 @@ FORMATS: dict[str, Format] = {
         },
         ("plyvel",),
         "key-value",
+        encoded="one value per key",
     ),
 }
 
@@ -162,6 +182,11 @@ def parallel_writes(fmt: str) -> str:
 def streams(fmt: str) -> bool:
     """True if the format can run the ``buffered`` (shard-streaming) epoch pattern."""
     return _spec(fmt).streams
+
+
+def encoded(fmt: str) -> str:
+    """How a format's tuned class stores encoded images ("" = it does not)."""
+    return _spec(fmt).encoded
 
 
 def option_defaults() -> dict[str, Any]:

@@ -7,6 +7,12 @@ Layout: one row per image. Column ``image`` is ``fixed_size_binary(H*W*C)`` (not
 FIXED_LEN_BYTE_ARRAY column with no repetition levels (a list column would carry one level
 per pixel). Column ``label`` keeps the labels' own integer type (uint16 for 1,000 classes).
 The image shape, the pixel dtype and the label dtype are JSON in the schema metadata.
+
+Encoded payload (issue 13): column ``image`` is ``binary`` instead (``large_binary`` when
+the blobs total more than 2 GiB, past 32-bit offsets), each value the original file's
+bytes, unchanged; the metadata says ``"payload": "encoded"``. It is built from one joined
+values buffer and read back as memoryviews of each chunk's values buffer (no copy per
+blob).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -70,6 +76,70 @@ def to_table(images: np.ndarray, labels: np.ndarray, **extra: Any) -> pa.Table:
     return pa.table([column, pa.array(labels)], schema=schema)
 
 
+#: The most bytes a ``binary`` array's 32-bit offsets address; beyond: ``large_binary``.
+BINARY_MAX = (1 << 31) - 1
+
+
+def to_encoded_table(blobs: Sequence[bytes], labels: np.ndarray, **extra: Any) -> pa.Table:
+    """A two-column table of encoded images: ``image`` binary (``large_binary`` past
+    :data:`BINARY_MAX` bytes in all), ``label`` in the labels' own type."""
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+    n = len(blobs)
+    if len(labels) != n:
+        raise ValueError(f"{n} blobs but {len(labels)} labels")
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.fromiter((len(b) for b in blobs), dtype=np.int64, count=n), out=offsets[1:])
+    large = int(offsets[-1]) > BINARY_MAX
+    kind = pa.large_binary() if large else pa.binary()
+    values = b"".join(blobs)  # the one copy: Arrow holds the values in one buffer
+    column = pa.Array.from_buffers(
+        kind,
+        n,
+        [None, pa.py_buffer(offsets if large else offsets.astype(np.int32)), pa.py_buffer(values)],
+    )
+    meta = {"payload": "encoded", "n": n, "label_dtype": labels.dtype.str, **extra}
+    labels = labels.astype(labels.dtype.newbyteorder("="), copy=False)  # Arrow: native order
+    schema = pa.schema(
+        [
+            pa.field(IMAGE, kind, nullable=False),
+            pa.field(LABEL, pa.from_numpy_dtype(labels.dtype), nullable=False),
+        ],
+        metadata={META_KEY: json.dumps(meta).encode()},
+    )
+    return pa.table([column, pa.array(labels)], schema=schema)
+
+
+def blobs_of(chunks: Iterable[pa.Array], mapped: pa.Buffer | None = None) -> list[memoryview]:
+    """Every value of binary *chunks*, in order, as a memoryview of its chunk's values
+    buffer (no copy per value). A values buffer inside *mapped* (a memory-mapped file) is
+    first copied out, once per chunk: no blob may point into a map that will be closed."""
+    blobs: list[memoryview] = []
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        if not (pa.types.is_binary(chunk.type) or pa.types.is_large_binary(chunk.type)):
+            chunk = chunk.cast(pa.large_binary())  # e.g. a binary_view column: one copy
+        _, offsets_buf, values = chunk.buffers()
+        kind = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+        width = np.dtype(kind).itemsize
+        offsets = np.frombuffer(
+            offsets_buf, dtype=kind, count=len(chunk) + 1, offset=chunk.offset * width
+        )
+        lo, hi = int(offsets[0]), int(offsets[-1])
+        view = memoryview(values if values is not None else b"").cast("B")[lo:hi]
+        if (
+            mapped is not None
+            and values is not None
+            and (mapped.address <= values.address < mapped.address + mapped.size)
+        ):
+            view = memoryview(view.tobytes())
+        bounds = (offsets - lo).tolist()
+        blobs.extend(view[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+    return blobs
+
+
 class Meta:
     """What the schema metadata says: row count, image shape, label dtype."""
 
@@ -99,6 +169,25 @@ class Meta:
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):
             raise IndexError(f"{self.file}: index out of range for {self.n} images")
         return idx
+
+
+class EncodedMeta(Meta):
+    """What the schema metadata of an encoded-payload table says: row count, label dtype
+    (``shape`` and ``nbytes`` are None: the images differ in length)."""
+
+    def __init__(self, schema: pa.Schema, file: Path) -> None:  # replaces Meta's checks
+        raw = (schema.metadata or {}).get(META_KEY)
+        if raw is None or schema.names[:2] != [IMAGE, LABEL]:
+            raise rebuild(file, "not an imgbench image table (no image/label columns or metadata)")
+        meta: dict[str, Any] = json.loads(raw)
+        if meta.get("payload") != "encoded":
+            raise rebuild(file, "not an encoded-payload image table")
+        image_type = schema.field(IMAGE).type
+        if not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)):
+            raise rebuild(file, f"image column is {image_type}, not binary")
+        self.raw, self.n, self.file = meta, int(meta["n"]), file
+        self.shape = self.nbytes = None
+        self.label_dtype = np.dtype(meta["label_dtype"])
 
 
 def rows_of(array: pa.Array, nbytes: int) -> np.ndarray:

@@ -12,6 +12,7 @@ dtype (1,000 ImageNet classes do not fit uint8); article stores keep the article
 from __future__ import annotations
 
 import contextlib
+import logging
 import mmap
 import multiprocessing
 from abc import ABC, abstractmethod
@@ -68,6 +69,20 @@ class Store(ABC):
         one :meth:`read_batch` per batch."""
         yield lambda indices: self.read_batch(path, indices)
 
+    # --- payload: encoded (issue 13): the original files' bytes, variable length, as they are.
+    # Only formats whose registry entry has ``encoded`` implement these two; the pipeline never
+    # asks the others (their entry says why in ``encoded_why_not``).
+
+    def write_encoded(self, path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> None:
+        """Store every blob's bytes unchanged, with its label, in the (existing, empty)
+        directory *path*; blobs differ in length."""
+        raise NotImplementedError(f"{type(self).__name__} cannot store encoded images")
+
+    def read_encoded(self, path: Path) -> tuple[list[bytes], np.ndarray]:
+        """Every blob (as bytes or a bytes-like object that stays valid after the call)
+        and the labels, in store order: a read, no decode."""
+        raise NotImplementedError(f"{type(self).__name__} cannot store encoded images")
+
     def write_one(self, path: Path, image: np.ndarray, label: int) -> None:
         """Store one image in its own store (the article's single-image experiment)."""
         self.write_many(path, image[None], np.asarray([label]))
@@ -76,6 +91,23 @@ class Store(ABC):
         """Read the one image of a single-image store."""
         images, labels = self.read_many(path)
         return images[0], int(labels[0])
+
+
+def article_labels(values: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Labels as the article's code types them (uint8), widened only when a class id does
+    not fit (a folder of more than 256 classes): the article's type where it works, said in
+    the log where it cannot."""
+    a = np.asarray(values)
+    top = int(a.max()) if a.size else 0
+    if top <= np.iinfo(np.uint8).max:
+        return a.astype(np.uint8)
+    wide = np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32
+    logging.getLogger(__name__).warning(
+        "article mode: label %d does not fit the article's uint8; labels widened to %s",
+        top,
+        np.dtype(wide).name,
+    )
+    return a.astype(wide)
 
 
 def shared_array(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:

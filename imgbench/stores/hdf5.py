@@ -10,6 +10,13 @@ several writers (config ``writers``), each forked process writes its contiguous 
 own file (``part-<k>.h5``: one HDF5 file cannot take writers from several processes without
 MPI-parallel HDF5; the article's advice is one file per process) and ``store.h5`` joins them
 as a virtual dataset (HDF5 >= 1.10), so readers see one ``images`` dataset either way.
+
+Encoded payload (tuned, issue 13): ``images`` is a one-dimensional variable-length uint8
+dataset (``h5py.vlen_dtype(np.uint8)``, attribute ``payload = encoded``), one element per
+original file, its bytes unchanged; labels in ``meta`` as for pixels. HDF5 keeps the bytes
+of variable-length elements in its global heap: chunking and compression options apply to
+the dataset's heap references only, never to the image bytes. Written by one process,
+whatever ``writers`` says (a per-process split as above would work for vlen data too).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import h5py
 import numpy as np
 
 from imgbench.errors import StoreError
-from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store, fork_map, ranges
+from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store, article_labels, fork_map, ranges
 
 FILE = "store.h5"
 # Fork writers inherit these module globals, so nothing large is pickled through pipes.
@@ -63,13 +70,16 @@ class ArticleHdf5(Store):
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         file = h5py.File(path / FILE, "w")
         file.create_dataset("images", np.shape(images), h5py.h5t.STD_U8BE, data=images)
-        file.create_dataset("meta", np.shape(labels), h5py.h5t.STD_U8BE, data=labels)
+        # the article's big-endian uint8; wider only where a label does not fit it
+        wide = article_labels(labels)
+        label_type = h5py.h5t.STD_U8BE if wide.dtype == np.uint8 else wide.dtype.newbyteorder(">")
+        file.create_dataset("meta", np.shape(labels), label_type, data=labels)
         file.close()
 
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         with h5py.File(path / FILE, "r") as file:
             images = np.array(file["/images"]).astype("uint8")
-            labels = np.array(file["/meta"]).astype("uint8")
+            labels = article_labels(np.array(file["/meta"]))
         return images, labels
 
     def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +90,8 @@ class ArticleHdf5(Store):
     def _batch(file: h5py.File, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         # The article's single-image read, once per index.
         images = [np.array(file["/images"][i]).astype("uint8") for i in indices]
-        labels = [int(np.array(file["/meta"][i]).astype("uint8")) for i in indices]
-        return np.array(images), np.array(labels, dtype=np.uint8)
+        labels = [int(np.array(file["/meta"][i])) for i in indices]
+        return np.array(images), article_labels(labels)
 
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
@@ -135,6 +145,40 @@ class TunedHdf5(Store):
             if labels.size:
                 meta.read_direct(labels)
         return images, labels
+
+    def write_encoded(self, path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> None:
+        # One process whatever ``writers`` says (kept simple: h5py copies each blob once
+        # into the file's heap). Part files per process joined by a virtual dataset, as in
+        # write_many, would parallelise it: a virtual dataset maps vlen elements too.
+        labels = np.asarray(labels)
+        n = len(blobs)
+        if len(labels) != n:
+            raise ValueError(f"{n} blobs but {len(labels)} labels")
+        data = np.empty(n, dtype=object)
+        for i, blob in enumerate(blobs):  # item by item: equal lengths must not broadcast
+            data[i] = np.frombuffer(blob, dtype=np.uint8)
+        layout = self._layout((n,))(n) if n else {}  # no chunk can fit in an empty dataset
+        with h5py.File(path / FILE, "w") as file:
+            ds = file.create_dataset("images", (n,), dtype=h5py.vlen_dtype(np.uint8), **layout)
+            if n:
+                ds.write_direct(data)  # ds[...] = data broadcasts blobs of equal lengths as 2-D
+            ds.attrs["payload"] = "encoded"
+            file.create_dataset("meta", data=labels)
+
+    def read_encoded(self, path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+        # One read of the whole dataset: h5py returns each element as its own uint8 array.
+        with _open(path) as file:
+            ds, meta = file["images"], file["meta"]
+            if ds.attrs.get("payload") != "encoded" or ds.ndim != 1 or meta.shape != ds.shape:
+                raise StoreError(
+                    f"{path / FILE}: not an encoded-payload imgbench HDF5 store; delete the "
+                    "store directory and rerun the build"
+                )
+            blobs = list(ds[...]) if len(ds) else []
+            labels = np.empty(meta.shape, dtype=meta.dtype)
+            if labels.size:
+                meta.read_direct(labels)
+        return blobs, labels
 
     def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         with _open(path) as file:

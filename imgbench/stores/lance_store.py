@@ -35,6 +35,11 @@ that had already *used* Lance (a write, or a read) died of SIGSEGV or hung in up
 one-line :class:`StoreError` instead of touching Lance. Lance keeps no checksums of data
 pages: a missing or truncated data file raises (checked before reading, in one line), a
 flipped byte inside the pixels is returned as is.
+
+Encoded payload (issue 13): the same dataset and options with ``image`` a ``binary``
+column (``large_binary`` past 2 GiB in all) of the original files' bytes, unchanged;
+``read_encoded`` scans as ``read_many`` and returns memoryviews of the scanned batches'
+values buffers.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import numpy as np
 import pyarrow as pa
 
 from imgbench.errors import StoreError
+from imgbench.stores._arrow import blobs_of, to_encoded_table
 from imgbench.stores.base import Store
 
 DIR = "store.lance"
@@ -105,7 +111,15 @@ class TunedLance(Store):
         meta = {"n": len(images), "shape": list(images.shape[1:]), "label_dtype": labels.dtype.str}
         native = labels.astype(labels.dtype.newbyteorder("="), copy=False)
         table = pa.table({"image": _fixed(images), "label": pa.array(native)})
-        table = table.replace_schema_metadata({META: json.dumps(meta)})
+        self._write(table.replace_schema_metadata({META: json.dumps(meta)}), path)
+
+    def write_encoded(self, path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> None:
+        # A binary column (large_binary past 2 GiB), same files and storage version; the
+        # schema metadata under the same key says "payload": "encoded".
+        _fork_guard(path / DIR)
+        self._write(to_encoded_table(blobs, labels), path)
+
+    def _write(self, table: pa.Table, path: Path) -> None:
         lance.write_dataset(
             table,
             str(path / DIR),
@@ -171,6 +185,28 @@ class TunedLance(Store):
         if pos != n:
             raise StoreError(f"{path / DIR}: read {pos} of {n} rows; rebuild the store")
         return images, labels
+
+    def read_encoded(self, path: Path) -> tuple[list[memoryview], np.ndarray]:
+        # Scanned batches as read_many; each batch's values buffer is memory Lance decoded
+        # into (no map): every blob is a memoryview of it, no further copy.
+        ds, meta = self._open(path)
+        if meta.get("payload") != "encoded":
+            raise StoreError(
+                f"{path / DIR}: not an encoded-payload imgbench Lance dataset; delete the store "
+                "directory and rerun the build"
+            )
+        n = int(meta["n"])
+        labels = np.empty(n, dtype=np.dtype(meta["label_dtype"]))
+        blobs: list[memoryview] = []
+        for batch in ds.to_batches(columns=["image", "label"], batch_size=SCAN_BATCH):
+            rows, pos = batch.num_rows, len(blobs)
+            if pos + rows > n:
+                raise StoreError(f"{path / DIR}: more rows than the {n} in its metadata")
+            blobs.extend(blobs_of([batch.column(0)]))
+            labels[pos : pos + rows] = batch.column(1).to_numpy()
+        if len(blobs) != n:
+            raise StoreError(f"{path / DIR}: read {len(blobs)} of {n} rows; rebuild the store")
+        return blobs, labels
 
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:

@@ -39,6 +39,10 @@ process forked from one that has run LevelDB inherits a LevelDB that believes it
 background thread is alive; a compaction scheduled there never runs and closing the
 database hangs. The settled store schedules none; a reader that finds a store that
 would compact raises (after the open: in such a child its close could still hang).
+
+Encoded payload (issue 13): the same database, build and reads, each value the original
+file's bytes unchanged (``~meta`` says ``"payload": "encoded"``); ``read_encoded`` is one
+iterator in key order, each value returned as the ``bytes`` plyvel makes of it.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import plyvel
@@ -196,14 +201,38 @@ class TunedLeveldb(Store):
     mode = "tuned"
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-        compression = self.options["leveldb_compression"]
-        if compression not in COMPRESSIONS:
-            raise ValueError(f"leveldb_compression must be one of {COMPRESSIONS}")
         labels = np.asarray(labels)
         n = len(images)
         meta = {"n": n, "shape": list(images.shape[1:]), "dtype": "uint8"}
         meta["label_dtype"] = labels.dtype.str
         flat = np.ascontiguousarray(images, dtype=np.uint8).reshape(n, -1)
+        self._build(
+            path, n, lambda a, b: ((key(i), flat[i].data) for i in range(a, b)), labels, meta
+        )
+
+    def write_encoded(self, path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> None:
+        # The same database and settings, each value the original file's bytes.
+        labels = np.asarray(labels)
+        if len(labels) != len(blobs):
+            raise ValueError(f"{len(blobs)} blobs but {len(labels)} labels")
+        meta = {"payload": "encoded", "n": len(blobs), "label_dtype": labels.dtype.str}
+        self._build(
+            path, len(blobs), lambda a, b: ((key(i), blobs[i]) for i in range(a, b)), labels, meta
+        )
+
+    def _build(
+        self,
+        path: Path,
+        n: int,
+        pairs: Callable[[int, int], Iterator[tuple[bytes, Any]]],
+        labels: np.ndarray,
+        meta: dict,
+    ) -> None:
+        """Write the images' ``pairs(start, stop)`` (key, value) in batches, then the labels and
+        *meta*; flush and settle (see the module docstring)."""
+        compression = self.options["leveldb_compression"]
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"leveldb_compression must be one of {COMPRESSIONS}")
         step = max(1, int(self.options["leveldb_batch_images"]))
         db = plyvel.DB(
             str(path / DIR),
@@ -216,8 +245,8 @@ class TunedLeveldb(Store):
         try:
             for start in range(0, n, step):
                 with db.write_batch() as batch:
-                    for i in range(start, min(n, start + step)):
-                        batch.put(key(i), flat[i].data)
+                    for k, v in pairs(start, min(n, start + step)):
+                        batch.put(k, v)
             with db.write_batch() as batch:
                 batch.put(LABELS, labels.tobytes())
                 batch.put(META, json.dumps(meta).encode())
@@ -251,6 +280,34 @@ class TunedLeveldb(Store):
             if count != n:
                 raise StoreError(f"{store}: read {count} of {n} images; rebuild the store")
         return images, labels
+
+    def read_encoded(self, path: Path) -> tuple[list[bytes], np.ndarray]:
+        # One iterator in key order, as read_many: each value comes out as its own bytes.
+        store = path / DIR
+        with open_shadow(store) as db:
+            meta_raw, lab_raw = db.get(META), db.get(LABELS)
+            meta = json.loads(meta_raw) if meta_raw is not None else {}
+            if meta.get("payload") != "encoded" or lab_raw is None:
+                raise StoreError(
+                    f"{store}: not an encoded-payload imgbench LevelDB store; delete the store "
+                    "directory and rerun the build"
+                )
+            n = int(meta["n"])
+            labels = np.frombuffer(lab_raw, dtype=np.dtype(meta["label_dtype"])).copy()
+            it = db.iterator(
+                start=key(0),
+                stop=key(n),
+                include_key=False,
+                fill_cache=False,
+                verify_checksums=self._verify(),
+            )
+            blobs = list(it)
+        if len(blobs) != n or len(labels) != n:
+            raise StoreError(
+                f"{store}: {len(blobs)} values and {len(labels)} labels for {n} images; delete "
+                "the store directory and rerun the build"
+            )
+        return blobs, labels
 
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:

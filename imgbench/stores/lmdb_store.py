@@ -6,11 +6,14 @@ pickles are read through the restricted unpickler, never plain ``pickle.loads``)
 tuned: raw image bytes as values (no pickle at all), labels and shape in two metadata
 keys, ``append=True`` puts in key order in batched transactions, a map sized from the
 data that grows on ``MapFullError``, and cursor reads into one preallocated array.
+Encoded payload (tuned, issue 13): the same, each value the original file's bytes (one
+value per key), read by one cursor pass that copies each value once out of the map.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import pickle
@@ -22,7 +25,7 @@ import numpy as np
 
 from imgbench.errors import StoreError
 from imgbench.safepickle import loads
-from imgbench.stores.base import Store
+from imgbench.stores.base import Store, article_labels
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,7 @@ class ArticleLmdb(Store):
                 record = self._get(txn, path, i)
                 images.append(record.get_image())
                 labels.append(record.label)
-        return np.array(images), np.array(labels, dtype=np.uint8)
+        return np.array(images), article_labels(labels)
 
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
@@ -152,6 +155,54 @@ class TunedLmdb(Store):
             self._put_batch(env, lambda: iter(items))
         finally:
             env.close()
+
+    def write_encoded(self, path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> None:
+        # As write_many: append=True in key order, batched transactions, no fsync, a map
+        # sized from the data (whole overflow pages per value) that doubles when full.
+        n, labels = len(blobs), np.asarray(labels)
+        if len(labels) != n:
+            raise ValueError(f"{n} blobs but {len(labels)} labels")
+        meta = {"payload": "encoded", "n": n, "label_dtype": labels.dtype.str}
+        items = sorted([(META, json.dumps(meta).encode()), (LABELS, labels.tobytes())])
+        page = 4096
+        lengths = np.fromiter((len(b) for b in blobs), dtype=np.int64, count=n)
+        need = int(((lengths + page - 1) // page * page + 64).sum())
+        map_size = max(1 << 20, int(need * float(self.options["lmdb_map_headroom"])))
+        env = lmdb.open(str(path), map_size=map_size, subdir=True, sync=False)
+        try:
+            step = max(1, int(self.options["lmdb_txn_images"]))
+            for start in range(0, n, step):
+                batch = range(start, min(n, start + step))
+                self._put_batch(env, lambda b=batch: ((key(i), blobs[i]) for i in b))
+            self._put_batch(env, lambda: iter(items))
+        finally:
+            env.close()
+
+    def read_encoded(self, path: Path) -> tuple[list[bytes], np.ndarray]:
+        env = open_readonly(path, lock=False)
+        try:
+            with env.begin() as txn:  # no buffers: each value copied once, into its bytes
+                meta_raw, lab_raw = txn.get(META), txn.get(LABELS)
+                meta = json.loads(meta_raw) if meta_raw is not None else {}
+                if meta.get("payload") != "encoded" or lab_raw is None:
+                    raise StoreError(
+                        f"{path}: not an encoded-payload imgbench LMDB store; delete the store "
+                        "directory and rerun the build"
+                    )
+                n = int(meta["n"])
+                labels = np.frombuffer(lab_raw, dtype=meta["label_dtype"]).copy()
+                entries = env.stat()["entries"]
+                if entries != n + 2 or len(labels) != n:
+                    raise StoreError(
+                        f"{path}: {entries - 2} values and {len(labels)} labels for {n} images; "
+                        "delete the store directory and rerun the build"
+                    )
+                with txn.cursor() as cur:
+                    cur.first()
+                    blobs = list(itertools.islice(cur.iternext(keys=False, values=True), n))
+        finally:
+            env.close()
+        return blobs, labels
 
     @staticmethod
     def _put_batch(env: lmdb.Environment, pairs) -> None:  # noqa: ANN001

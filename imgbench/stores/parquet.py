@@ -35,6 +35,12 @@ row groups with the footer's row counts, reads only the touched groups' image co
 ``read_row_groups`` call, ``take``s the rows in batch order and copies them once into the
 output; labels are read once per reader. Each reading thread gets its own ``ParquetFile``
 (sharing one is not documented as safe).
+
+Encoded payload (issue 13): the same file and writer options (``parquet_row_group_images``
+rows per row group, codec, no dictionary, no statistics) with ``image`` a ``binary``
+column (``large_binary`` past 2 GiB in all) of the original files' bytes, PLAIN-encoded
+BYTE_ARRAY values; ``read_encoded`` reads like ``read_many`` and returns memoryviews of
+the decoded values buffers.
 """
 
 from __future__ import annotations
@@ -43,19 +49,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imgbench.stores._arrow import (
     IMAGE,
     LABEL,
     ArrowStore,
+    EncodedMeta,
     Meta,
     PerThread,
+    blobs_of,
     copy_images,
     damage_is_clear,
     fill,
     labels_of,
     rebuild,
+    to_encoded_table,
     to_table,
 )
 
@@ -127,9 +137,15 @@ class TunedParquet(ArrowStore):
     batches = _Batches
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        self._write(to_table(images, labels), path)
+
+    def write_encoded(self, path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> None:
+        self._write(to_encoded_table(blobs, labels), path)
+
+    def _write(self, table: pa.Table, path: Path) -> None:
         rows = max(1, int(self.options["parquet_row_group_images"]))
         pq.write_table(
-            to_table(images, labels),
+            table,
             path / FILE,
             row_group_size=rows,
             compression=codec(self.options["parquet_compression"]),
@@ -149,3 +165,21 @@ class TunedParquet(ArrowStore):
         finally:
             pf.close()
         return images, labels
+
+    def read_encoded(self, path: Path) -> tuple[list[memoryview], np.ndarray]:
+        # As read_many; the decoded binary column is memory of its own (PLAIN byte arrays
+        # are length-prefixed in the file, so decoding copies them out of the map): every
+        # blob is a memoryview of it, no further copy.
+        file = path / FILE
+        pf = open_file(file, pre_buffer=True)
+        try:
+            meta = EncodedMeta(pf.schema_arrow, file)
+            with damage_is_clear(file):
+                table = pf.read(columns=[IMAGE, LABEL], use_threads=False)
+            blobs = blobs_of(table.column(0).chunks)
+            labels = labels_of(table.column(1), meta)
+        finally:
+            pf.close()
+        if len(blobs) != meta.n:
+            raise rebuild(file, f"{len(blobs)} images, but its metadata says {meta.n}")
+        return blobs, labels

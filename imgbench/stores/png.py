@@ -5,6 +5,13 @@ space-delimited CSV, as in the article.
 tuned: the same files, encoded in memory and written with one ``os.write``, decoded by the
 PNG plugin straight into one output buffer, both spread over a fork process pool sized by
 the job's threads; labels as a raw ``.npy``.
+
+Encoded payload (tuned, issue 13): one file per image again, the original file's bytes
+unchanged, named ``<i>.<ext>`` with *ext* sniffed from its magic bytes (``jpg``, ``png``,
+``webp``, else ``bin``); ``files.npy`` records each file's extension and length, so a read
+opens every file by name in index order (no directory listing, no stat beyond the open
+file's) and reads it straight into one buffer; both directions use the fork pool as the
+pixel build does.
 """
 
 from __future__ import annotations
@@ -21,7 +28,15 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from imgbench.errors import StoreError
-from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store, fork_map, ranges, shared_array
+from imgbench.stores.base import (
+    PARALLEL_MIN_IMAGES,
+    Store,
+    article_labels,
+    fork_map,
+    ranges,
+    shared_array,
+)
+from imgbench.stores.tar import blob_ext  # the one sniffer (tar names members by it)
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 10_000
@@ -70,7 +85,7 @@ class ArticlePng(Store):
     def _labels(path: Path) -> np.ndarray:
         with open(path / "labels.csv", newline="") as f:
             reader = csv.reader(f, delimiter=" ", quotechar="|")
-            return np.array([int(row[0]) for row in reader], dtype=np.uint8)
+            return article_labels([int(row[0]) for row in reader])
 
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = self._labels(path)
@@ -127,6 +142,60 @@ def _encode_range(bounds: tuple[int, int]) -> None:
         _progress(path, i, len(images))
 
 
+# --- payload: encoded (issue 13) ------------------------------------------------------------
+FILES = "files.npy"  # (N, 2) int64: extension code (index into EXTS), length in bytes
+EXTS = ("jpg", "png", "webp", "bin")
+
+
+def _blob_file(path: Path | str, i: int, code: int) -> str:
+    return f"{path}/{i}.{EXTS[code]}"
+
+
+def _gone(file: str, what: str) -> StoreError:
+    return StoreError(
+        f"{file}: {what}; the store is damaged or incomplete: delete the store directory and "
+        "rerun the build"
+    )
+
+
+def _write_blob_range(bounds: tuple[int, int]) -> None:
+    blobs, path, codes = _SHARED["blobs"], _SHARED["path"], _SHARED["codes"]
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    for i in range(*bounds):
+        fd = os.open(_blob_file(path, i, codes[i]), flags, 0o644)
+        try:
+            view = memoryview(blobs[i]).cast("B")
+            while view:  # a short write (disk nearly full) must not truncate silently
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        if i % PROGRESS_EVERY == 0 and i:
+            log.info("%s: %d of %d image files written", path.name, i, len(blobs))
+
+
+def _read_blob_range(bounds: tuple[int, int]) -> None:
+    # One open, fstat and read per file, into its place in the shared output buffer.
+    path, codes, out = _SHARED["path"], _SHARED["codes"], _SHARED["out"]
+    offsets = _SHARED["offsets"]  # n + 1 byte offsets into out
+    for i in range(*bounds):
+        file, start, stop = _blob_file(path, i, codes[i]), offsets[i], offsets[i + 1]
+        try:
+            fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise _gone(file, "missing") from None
+        try:
+            if os.fstat(fd).st_size != stop - start:
+                raise _gone(file, f"{os.fstat(fd).st_size} bytes, {stop - start} were written")
+            view = out[start:stop]
+            while view:
+                got = os.readv(fd, [view])
+                if not got:
+                    raise _gone(file, "shorter than written")
+                view = view[got:]
+        finally:
+            os.close(fd)
+
+
 class TunedPng(Store):
     format = "png"
     mode = "tuned"
@@ -149,6 +218,38 @@ class TunedPng(Store):
         level = int(self.options["png_compress_level"])
         self._map(_encode_range, len(images), images=images, path=path, level=level)
         np.save(path / "labels.npy", np.asarray(labels))
+
+    def write_encoded(self, path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> None:
+        # The fork pool from PARALLEL_MIN_IMAGES up, as write_many (file creation is most of
+        # the cost here, and it runs in parallel on the file system); serially below it.
+        labels = np.asarray(labels)
+        if len(labels) != len(blobs):
+            raise ValueError(f"{len(blobs)} blobs but {len(labels)} labels")
+        codes = [EXTS.index(blob_ext(b)) for b in blobs]
+        files = np.empty((len(blobs), 2), dtype=np.int64)
+        files[:, 0] = codes
+        files[:, 1] = [len(b) for b in blobs]
+        self._map(_write_blob_range, len(blobs), blobs=blobs, path=path, codes=codes)
+        np.save(path / FILES, files)
+        np.save(path / "labels.npy", labels)
+
+    def read_encoded(self, path: Path) -> tuple[list[memoryview], np.ndarray]:
+        try:
+            files, labels = np.load(path / FILES), np.load(path / "labels.npy")
+        except (OSError, ValueError, EOFError) as exc:
+            raise _gone(f"{path}/{FILES}", f"unreadable ({exc})") from None
+        n = len(labels)
+        if files.shape != (n, 2) or (
+            n and (files[:, 0].min() < 0 or files[:, 0].max() >= len(EXTS) or files[:, 1].min() < 0)
+        ):
+            raise _gone(f"{path}/{FILES}", f"does not describe the {n} labelled images")
+        offsets = np.concatenate([[0], np.cumsum(files[:, 1])]).tolist()
+        # Shared when forked readers fill it (no copy back); memory of its own either way.
+        out = (shared_array if self._parallel(n) else np.empty)((offsets[-1],), np.uint8)
+        view = memoryview(out)
+        codes = files[:, 0].tolist()
+        self._map(_read_blob_range, n, path=path, codes=codes, offsets=offsets, out=view)
+        return [view[offsets[i] : offsets[i + 1]] for i in range(n)], labels
 
     def _shape(self, path: Path, n: int) -> tuple[int, ...]:
         with Image.open(_file(path, 0)) as im:

@@ -19,6 +19,13 @@ Layout of a store directory:
   ``url``/``nsamples``, as ``wids.ShardListDataset`` reads it) plus this store's metadata
   (image shape, label dtype, member size, expected shard file sizes).
 
+Encoded payload (``write_encoded``, issue 13): the same shards, sample *i* being
+``<key>.<ext>`` (the original file's bytes, unchanged; *ext* sniffed from its magic bytes:
+``jpg``, ``png``, ``webp``, else ``bin``) and ``<key>.cls``: WebDataset's own layout for
+images. ``index.npy`` is then (N, 3) int64: shard, data offset, length; ``shards.json``
+says ``"payload": "encoded"``. ``read_encoded`` reads each shard whole into memory (one
+copy) and returns every blob as a memoryview of it (no copy per blob).
+
 Why no ``webdataset`` dependency: ``tarfile`` writes the same POSIX tar that WebDataset's
 reader streams (its ``TarWriter`` is itself a thin layer over ``tarfile``), and random
 access -- the training case -- needs an index of member offsets, which WebDataset's
@@ -120,6 +127,23 @@ def _write_shards(bounds: tuple[int, int]) -> None:
                 key = f"{i:0{width}d}"
                 index[i] = s, _add(tar, f"{key}.npy", header + images[i].tobytes())
                 _add(tar, f"{key}.cls", str(int(labels[i])).encode("ascii"))
+
+
+def _describe(path: Path, n: int, per: int, shards: int, info: dict) -> None:
+    """Write ``shards.json``: the wids shard list and this store's metadata *info*, with
+    the shard files' sizes as written (checked on every open)."""
+    sizes = [(path / shard_name(s)).stat().st_size for s in range(shards)]
+    counts = [min(n, (s + 1) * per) - s * per for s in range(shards)]
+    meta = {
+        "__kind__": "wids-shard-index-v1",
+        "wids_version": 1,
+        "shardlist": [
+            {"url": shard_name(s), "nsamples": c, "filesize": z}
+            for s, (c, z) in enumerate(zip(counts, sizes, strict=True))
+        ],
+        "imgbench": {**info, "file_sizes": sizes},
+    }
+    (path / META).write_text(json.dumps(meta, indent=1))
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -245,6 +269,100 @@ class _Shards:
         return out
 
 
+# --- payload: encoded (issue 13) ----------------------------------------------------------
+def blob_ext(blob: bytes | memoryview) -> str:
+    """The extension of an encoded image, sniffed from its magic bytes: ``jpg``, ``png``,
+    ``webp``, else ``bin`` (WebDataset picks its decoder by it; the PNG store names its
+    files by it)."""
+    head = bytes(blob[:12])
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if head.startswith(b"\x89PNG"):
+        return "png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return "bin"
+
+
+def _write_encoded_shards(bounds: tuple[int, int]) -> None:
+    """Write shards [first, stop) of blobs: ``<key>.<ext>`` + ``<key>.cls`` per sample; the
+    shard, data offset and length of every blob into the shared index."""
+    blobs, labels, index = _SHARED["blobs"], _SHARED["labels"], _SHARED["index"]
+    path, per, width = _SHARED["path"], _SHARED["per"], _SHARED["width"]
+    for s in range(*bounds):
+        with (
+            open(path / shard_name(s), "wb", buffering=WRITE_BUFFER) as f,
+            tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+        ):
+            for i in range(s * per, min(len(blobs), (s + 1) * per)):
+                key, blob = f"{i:0{width}d}", blobs[i]
+                index[i] = s, _add(tar, f"{key}.{blob_ext(blob)}", blob), len(blob)
+                _add(tar, f"{key}.cls", str(int(labels[i])).encode("ascii"))
+
+
+def _read_whole(file: Path, size: int) -> np.ndarray:
+    """The *size* bytes of *file* in one owned buffer (reads loop: Linux returns at most
+    ~2 GiB per read)."""
+    buf = np.empty(size, dtype=np.uint8)
+    view = memoryview(buf)
+    with open(file, "rb", buffering=0) as f:
+        while view:
+            got = f.readinto(view)
+            if not got:
+                raise StoreError(f"{file}: shorter than the {size} bytes written; {REBUILD}")
+            view = view[got:]
+    return buf
+
+
+def _encoded_index(path: Path) -> tuple[list[Path], list[int], np.ndarray, np.ndarray]:
+    """An encoded store's shard files, their sizes, the (N, 3) index (shard, data offset,
+    length) and the labels, checked against each other and the files on disk."""
+    try:
+        meta = json.loads((path / META).read_text())
+        info = meta["imgbench"]
+        if info.get("payload") != "encoded":
+            raise ValueError("not an encoded-payload store")
+        index, labels = np.load(path / INDEX), np.load(path / LABELS)
+        n = int(info["n"])
+        files = [path / s["url"] for s in meta["shardlist"]]
+        counts = [int(s["nsamples"]) for s in meta["shardlist"]]
+        sizes = [int(x) for x in info["file_sizes"]]
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+        raise StoreError(f"{path}: unreadable tar-store metadata ({exc}); {REBUILD}") from None
+    if (
+        index.shape != (n, 3)
+        or labels.shape != (n,)
+        or sum(counts) != n
+        or len(sizes) != len(files)
+        or not np.array_equal(index[:, 0], np.repeat(np.arange(len(counts)), counts))
+    ):
+        raise StoreError(f"{path}: index, labels and shards.json disagree; {REBUILD}")
+    for file, want in zip(files, sizes, strict=True):
+        have = file.stat().st_size if file.exists() else -1
+        if have != want:
+            raise StoreError(f"{file}: {have} bytes, expected {want}: truncated; {REBUILD}")
+    ends = index[:, 1] + index[:, 2]
+    if n and (
+        index[:, 1].min() < BLOCK
+        or index[:, 2].min() < 0
+        or np.any(ends > np.asarray(sizes, dtype=np.int64)[index[:, 0]])
+    ):
+        raise StoreError(f"{path / INDEX}: offsets or lengths are damaged; {REBUILD}")
+    return files, sizes, index, labels
+
+
+def _check_first_member(file: Path, shard: np.ndarray, index: np.ndarray, first: int) -> None:
+    """The tar header before a shard's first blob names that sample, with its length."""
+    offset, length = int(index[first, 1]), int(index[first, 2])
+    try:
+        info = tarfile.TarInfo.frombuf(shard[offset - BLOCK : offset].tobytes(), "utf-8", "strict")
+    except (tarfile.HeaderError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{file}: bad tar header ({exc}); {REBUILD}") from None
+    key = info.name.partition(".")[0]
+    if not key.isdigit() or int(key) != first or info.size != length:
+        raise StoreError(f"{file}: member {info.name!r} is not sample {first}; {REBUILD}")
+
+
 class TunedTar(Store):
     format = "tar"
     mode = "tuned"
@@ -287,26 +405,57 @@ class TunedTar(Store):
             _SHARED.clear()
         np.save(path / INDEX, index)
         np.save(path / LABELS, labels)
-        sizes = [(path / shard_name(s)).stat().st_size for s in range(shards)]
-        counts = [min(n, (s + 1) * per) - s * per for s in range(shards)]
         info = {
             "n": n,
             "shape": list(images.shape[1:]),
             "dtype": "uint8",
             "label_dtype": labels.dtype.str,
             "member_size": len(header) + int(np.prod(images.shape[1:])),
-            "file_sizes": sizes,
         }
-        meta = {
-            "__kind__": "wids-shard-index-v1",
-            "wids_version": 1,
-            "shardlist": [
-                {"url": shard_name(s), "nsamples": c, "filesize": z}
-                for s, (c, z) in enumerate(zip(counts, sizes, strict=True))
-            ],
-            "imgbench": info,
-        }
-        (path / META).write_text(json.dumps(meta, indent=1))
+        _describe(path, n, per, shards, info)
+
+    def write_encoded(self, path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> None:
+        # WebDataset's own layout for encoded images: <key>.jpg (or .png, .webp, .bin as
+        # sniffed) + <key>.cls; shards written in parallel as for pixels.
+        labels = np.asarray(labels)
+        n = len(blobs)
+        if len(labels) != n:
+            raise ValueError(f"{n} blobs but {len(labels)} labels")
+        per = max(1, int(self.options["tar_shard_images"]))
+        shards = max(1, -(-n // per))
+        index = shared_array((n, 3), np.int64)  # filled by the (forked) shard writers
+        width = max(8, len(str(max(n - 1, 0))))
+        _SHARED.update(blobs=blobs, labels=labels, index=index, path=path, per=per, width=width)
+        try:
+            parallel = self.workers > 1 and n >= PARALLEL_MIN_IMAGES
+            fork_map(
+                _write_encoded_shards,
+                [(s, s + 1) for s in range(shards)],
+                self.workers if parallel else 1,
+            )
+        finally:
+            _SHARED.clear()
+        np.save(path / INDEX, index)
+        np.save(path / LABELS, labels)
+        info = {"payload": "encoded", "n": n, "label_dtype": labels.dtype.str}
+        _describe(path, n, per, shards, info)
+
+    def read_encoded(self, path: Path) -> tuple[list[memoryview], np.ndarray]:
+        # Each shard read whole into memory it owns (one copy from the page cache, one
+        # read call per ~2 GiB), every blob a memoryview of its bytes there: no copy per blob.
+        files, sizes, index, labels = _encoded_index(Path(path))
+        blobs: list[memoryview] = []
+        start = 0
+        for s, (file, size) in enumerate(zip(files, sizes, strict=True)):
+            stop = int(np.searchsorted(index[:, 0], s, side="right"))
+            if stop == start:
+                continue
+            shard = _read_whole(file, size)
+            _check_first_member(file, shard, index, start)
+            view = memoryview(shard)
+            blobs.extend(view[o : o + k] for o, k in index[start:stop, 1:].tolist())
+            start = stop
+        return blobs, labels
 
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         store = _Shards(path)

@@ -45,6 +45,12 @@ every file listed in ``files`` must exist with its written size, and the fragmen
 domains must cover every row [0, N) of both arrays; otherwise StoreError. No checksums by
 default (as npy and HDF5 here): TileDB offers only MD5/SHA-256 filters, far costlier than
 reading, so a flipped byte inside a tile is not detected.
+
+Encoded payload (issue 13): ``images`` is then a dense 1-D array (row [0, N), tiles of
+``tiledb_tile_images`` rows) whose one attribute ``image`` is var-sized uint8: each cell the
+original file's bytes, unchanged (TileDB stores the cells' offsets and values as two
+files per fragment); metadata ``payload = encoded``; ``labels``, filters, checks as above.
+``read_encoded`` is one query over all rows.
 """
 
 from __future__ import annotations
@@ -165,7 +171,7 @@ def _check_files(path: Path, expected: dict[str, int]) -> None:
 class _Reader:
     """Both arrays of a store, open, with the labels in memory (they are small)."""
 
-    def __init__(self, path: Path, workers: int) -> None:
+    def __init__(self, path: Path, workers: int, encoded: bool = False) -> None:
         self.path = path
         self.ctx = _ctx(workers)
         try:
@@ -177,8 +183,12 @@ class _Reader:
         try:
             meta = self.images.meta
             self.n = int(meta["n"])
-            self.shape = tuple(json.loads(meta["image_shape"]))
-            self.size = int(np.prod(self.shape))
+            if encoded != ("payload" in meta and meta["payload"] == "encoded"):
+                what = "an encoded-payload" if encoded else "a pixel"
+                raise _damaged(path, f"not {what} imgbench TileDB store")
+            if not encoded:
+                self.shape = tuple(json.loads(meta["image_shape"]))
+                self.size = int(np.prod(self.shape))
             dtype = np.dtype(str(meta["label_dtype"]))
             _check_files(path, json.loads(meta["files"]))
             for name in (IMAGES, LABELS):
@@ -214,6 +224,11 @@ class _Reader:
         flat = self._rows(lambda: self.images[0 : self.n])
         return flat.reshape(self.n, *self.shape), self.labels
 
+    def blobs(self) -> list[np.ndarray]:
+        """Every encoded image, in row order: one query, TileDB-Py splitting the var-sized
+        cells into one uint8 array each."""
+        return list(self._rows(lambda: self.images[0 : self.n])) if self.n else []
+
     def batch(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         idx = np.asarray(indices, dtype=np.int64)
         if len(idx) and (idx.min() < 0 or idx.max() >= self.n):
@@ -230,6 +245,33 @@ class _Reader:
         sub.add_ranges([ranges, [(0, self.size - 1)]])
         flat = self._rows(lambda: self.images.read_subarray(sub))
         return flat.reshape(len(uniq), *self.shape)[inverse], self.labels[idx]
+
+
+def _create_labels(path: Path, labels: np.ndarray, ctx: tiledb.Ctx) -> None:
+    """The ``labels`` array (one tile, the labels' own dtype in native order), written."""
+    n, native = len(labels), labels.dtype.newbyteorder("=")
+    label_dim = tiledb.Dim(
+        "row", domain=(0, max(n, 1) - 1), tile=max(n, 1), dtype=np.uint64, ctx=ctx
+    )
+    label_schema = tiledb.ArraySchema(
+        domain=tiledb.Domain(label_dim, ctx=ctx),
+        attrs=[tiledb.Attr("label", dtype=native, ctx=ctx)],
+        sparse=False,
+        ctx=ctx,
+    )
+    tiledb.Array.create(str(path / LABELS), label_schema, ctx=ctx)
+    with tiledb.open(str(path / LABELS), "w", ctx=ctx) as arr:
+        if n:
+            arr[0:n] = {"label": labels.astype(native, copy=False)}
+
+
+def _write_meta(path: Path, meta: dict[str, Any], ctx: tiledb.Ctx) -> None:
+    """Metadata last, in its own write: a store whose data writes failed has none. It
+    records every fragment and commit file with its size, checked on every open."""
+    meta = {**meta, "files": json.dumps(_data_files(path))}
+    with tiledb.open(str(path / IMAGES), "w", ctx=ctx) as arr:
+        for key, value in meta.items():
+            arr.meta[key] = value
 
 
 class TunedTiledb(Store):
@@ -258,34 +300,49 @@ class TunedTiledb(Store):
             domain=tiledb.Domain(*dims, ctx=ctx), attrs=[attr], sparse=False, ctx=ctx
         )
         tiledb.Array.create(str(path / IMAGES), schema, ctx=ctx)
-        native = labels.dtype.newbyteorder("=")
-        label_dim = tiledb.Dim(
-            "row", domain=(0, max(n, 1) - 1), tile=max(n, 1), dtype=np.uint64, ctx=ctx
-        )
-        label_schema = tiledb.ArraySchema(
-            domain=tiledb.Domain(label_dim, ctx=ctx),
-            attrs=[tiledb.Attr("label", dtype=native, ctx=ctx)],
-            sparse=False,
-            ctx=ctx,
-        )
-        tiledb.Array.create(str(path / LABELS), label_schema, ctx=ctx)
-        with tiledb.open(str(path / LABELS), "w", ctx=ctx) as arr:
-            if n:
-                arr[0:n] = {"label": labels.astype(native, copy=False)}
+        _create_labels(path, labels, ctx)
         with tiledb.open(str(path / IMAGES), "w", ctx=ctx) as arr:
             if n:
                 arr[0:n, 0:size] = {"image": images.reshape(n, size)}
-        # Metadata last, in its own write: a store whose data writes failed has none. It
-        # records every fragment and commit file with its size, checked on every open.
-        meta = {
-            "n": n,
-            "image_shape": json.dumps(list(shape)),
-            "label_dtype": labels.dtype.str,
-            "files": json.dumps(_data_files(path)),
-        }
+        meta = {"n": n, "image_shape": json.dumps(list(shape)), "label_dtype": labels.dtype.str}
+        _write_meta(path, meta, ctx)
+
+    def write_encoded(self, path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> None:
+        # A dense 1-D array whose one attribute is var-sized uint8 (TileDB keeps an offsets
+        # and a values file per fragment), tiled by the same image count, same filters.
+        labels = np.asarray(labels)
+        n = len(blobs)
+        if len(labels) != n:
+            raise ValueError(f"{n} blobs but {len(labels)} labels")
+        tile = max(1, min(int(self.options["tiledb_tile_images"]), n))
+        ctx = _ctx(self.workers)
+        dim = tiledb.Dim("row", domain=(0, max(n, 1) - 1), tile=tile, dtype=np.uint64, ctx=ctx)
+        attr = tiledb.Attr(
+            "image",
+            dtype=np.uint8,
+            var=True,
+            filters=_filters(self.options["tiledb_compression"], ctx),
+            ctx=ctx,
+        )
+        schema = tiledb.ArraySchema(
+            domain=tiledb.Domain(dim, ctx=ctx), attrs=[attr], sparse=False, ctx=ctx
+        )
+        tiledb.Array.create(str(path / IMAGES), schema, ctx=ctx)
+        _create_labels(path, labels, ctx)
+        data = np.empty(n, dtype=object)
+        for i, blob in enumerate(blobs):  # views, no copy: TileDB-Py joins them once
+            data[i] = np.frombuffer(blob, dtype=np.uint8)
         with tiledb.open(str(path / IMAGES), "w", ctx=ctx) as arr:
-            for key, value in meta.items():
-                arr.meta[key] = value
+            if n:
+                arr[0:n] = {"image": data}
+        _write_meta(path, {"payload": "encoded", "n": n, "label_dtype": labels.dtype.str}, ctx)
+
+    def read_encoded(self, path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+        reader = _Reader(path, self.workers, encoded=True)
+        try:
+            return reader.blobs(), reader.labels
+        finally:
+            reader.close()
 
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         reader = _Reader(path, self.workers)

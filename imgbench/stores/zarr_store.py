@@ -11,6 +11,12 @@ Layout (``path`` is the group)::
     labels/zarr.json           (N,) in the labels' own integer dtype
     labels/c/0                 all labels in one chunk (+ crc32c)
 
+Encoded payload (issue 13): ``images`` is then (N,) of zarr's variable-length bytes type
+(``VLenBytesCodec``; each element the original file's bytes, unchanged), chunked and
+sharded by the same image counts and options; the group attribute ``payload`` is
+``encoded``. zarr-python warns that this type has no Zarr v3 specification yet (other
+Zarr libraries may not read it); accepted here, the warning is silenced.
+
 Why this layout. The zarr docs (https://zarr.readthedocs.io/en/stable/user-guide/performance/)
 advise chunks of >= 1 MB uncompressed, which is advice for streaming; the sharding codec
 (https://zarr.readthedocs.io/en/stable/user-guide/arrays/, "Sharding") lets small inner chunks
@@ -45,6 +51,7 @@ CPU on shuffled batches, which checksum 64 images per image read.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +59,8 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+from zarr.core.dtype import VariableLengthBytes
+from zarr.errors import UnstableSpecificationWarning
 from zarr.storage import LocalStore
 
 from imgbench.errors import StoreError
@@ -140,20 +149,42 @@ def layout(n: int, chunk: int, shard: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _open(path: Path) -> Iterator[tuple[zarr.Array, np.ndarray]]:
+def _open(path: Path, encoded: bool = False) -> Iterator[tuple[zarr.Array, np.ndarray]]:
     """The images array and all labels (in memory, original dtype) of a store, with this
-    module's zarr settings in force while the caller reads."""
+    module's zarr settings in force while the caller reads; *encoded*: of a store of
+    encoded images (a 1-D variable-length bytes array)."""
     with zarr.config.set(ZARR_CONFIG):
         with _damage(path):
             group = zarr.open_group(_StrictLocalStore(path, read_only=True), mode="r")
             images, labels_arr = group["images"], group["labels"]
             dtype = np.dtype(str(group.attrs["label_dtype"]))
             labels = np.asarray(labels_arr[...]).astype(dtype, copy=False)
-        if not isinstance(images, zarr.Array) or images.ndim != 4 or images.dtype != np.uint8:
+            payload = group.attrs.get("payload")
+        if not isinstance(images, zarr.Array):
+            raise StoreError(f"{path}: 'images' is not a zarr array; rebuild it")
+        if encoded and (payload != "encoded" or images.ndim != 1):
+            raise StoreError(f"{path}: not an encoded-payload imgbench zarr store; rebuild it")
+        if not encoded and (images.ndim != 4 or images.dtype != np.uint8):
             raise StoreError(f"{path}: 'images' is not an (N, H, W, C) uint8 array; rebuild it")
         if labels.shape != images.shape[:1]:
             raise StoreError(f"{path}: {len(labels)} labels for {len(images)} images; rebuild it")
         yield images, labels
+
+
+def _write_labels(group: zarr.Group, labels: np.ndarray) -> None:
+    """All labels in one chunk, in their own dtype (native order), + a crc32c."""
+    native = labels.dtype.newbyteorder("=")
+    group.attrs["label_dtype"] = labels.dtype.str
+    lab = group.create_array(
+        "labels",
+        shape=(len(labels),),
+        dtype=native,
+        chunks=(max(1, len(labels)),),
+        compressors=[Crc32cCodec()],
+        fill_value=0,
+        config=ARRAY_CONFIG,
+    )
+    lab[...] = labels.astype(native, copy=False)
 
 
 class TunedZarr(Store):
@@ -167,10 +198,8 @@ class TunedZarr(Store):
         chunk, shard = layout(
             n, self.options["zarr_chunk_images"], self.options["zarr_shard_images"]
         )
-        native = labels.dtype.newbyteorder("=")
         with zarr.config.set(ZARR_CONFIG):
             group = zarr.open_group(LocalStore(path), mode="w")
-            group.attrs["label_dtype"] = labels.dtype.str
             arr = group.create_array(
                 "images",
                 shape=images.shape,
@@ -184,16 +213,46 @@ class TunedZarr(Store):
                 config=ARRAY_CONFIG,
             )
             arr[...] = images
-            lab = group.create_array(
-                "labels",
+            _write_labels(group, labels)
+
+    def write_encoded(self, path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> None:
+        # A 1-D array of zarr's variable-length bytes type (VLenBytesCodec), chunked and
+        # sharded by the same image counts, same compressor and checksum options.
+        labels = np.asarray(labels)
+        n = len(blobs)
+        if len(labels) != n:
+            raise ValueError(f"{n} blobs but {len(labels)} labels")
+        chunk, shard = layout(
+            n, self.options["zarr_chunk_images"], self.options["zarr_shard_images"]
+        )
+        data = np.empty(n, dtype=object)
+        for i, blob in enumerate(blobs):
+            data[i] = blob if isinstance(blob, bytes) else bytes(blob)
+        with zarr.config.set(ZARR_CONFIG), warnings.catch_warnings():
+            # zarr warns that this dtype has no Zarr v3 spec yet (readable by zarr-python
+            # only, its representation may change): accepted, the store is this package's.
+            warnings.simplefilter("ignore", UnstableSpecificationWarning)
+            group = zarr.open_group(LocalStore(path), mode="w")
+            group.attrs["payload"] = "encoded"
+            arr = group.create_array(
+                "images",
                 shape=(n,),
-                dtype=native,
-                chunks=(max(1, n),),
-                compressors=[Crc32cCodec()],
-                fill_value=0,
+                dtype=VariableLengthBytes(),
+                chunks=(chunk,),
+                shards=(shard,),
+                compressors=_codecs(
+                    self.options["zarr_compressor"], bool(self.options["zarr_checksum"])
+                ),
+                fill_value=b"",
                 config=ARRAY_CONFIG,
             )
-            lab[...] = labels.astype(native, copy=False)
+            arr[...] = data
+            _write_labels(group, labels)
+
+    def read_encoded(self, path: Path) -> tuple[list[bytes], np.ndarray]:
+        # One read of the whole array, as read_many: zarr returns each element as bytes.
+        with _open(path, encoded=True) as (images, labels), _damage(path):
+            return images[...].tolist(), labels
 
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         with _open(path) as (images, labels), _damage(path):
