@@ -43,6 +43,8 @@ def normalize(config: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = [_scalar(v) for v in value]
         elif key in ("cifar_url", "lance_storage_version"):  # free text: never reinterpret
             out[key] = value
+        elif key == "images_dir":  # a path (even "2024"), or null
+            out[key] = None if value in (None, "", "null", "None") else str(value)
         else:
             out[key] = _scalar(value)
     return out

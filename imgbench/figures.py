@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from imgbench.atomic import atomic_path  # noqa: E402
+from imgbench.sizes import is_encoded, size_of  # noqa: E402
 from imgbench.stores import FORMATS  # noqa: E402  (the registry: plain data, no format library)
 
 MODES = ["article", "tuned"]
@@ -239,8 +240,13 @@ def write_figures(
 ) -> None:
     """The figures rule: render every figure named in *outputs* (keys below) from the tables."""
     all_s, all_disk = pd.read_csv(summary_csv), pd.read_csv(disk_csv)
-    # The article's figures are of one data set (32 px when present); sizes get their own.
-    data = "cifar32" if "cifar32" in set(all_s.get("data", [])) else None
+    # The article's figures are of one pixel data set (CIFAR 32 px when present, else the
+    # smallest folder size); sizes and the pixels-vs-encoded comparison have their own.
+    pixel = sorted(
+        (d for d in set(all_s.get("data", [])) if not is_encoded(d)),
+        key=lambda d: (d != "cifar32", size_of(d)),
+    )
+    data = pixel[0] if pixel else None
     s, disk, acc, au = (
         df[df["data"] == data] if data and "data" in df else df
         for df in (all_s, all_disk, pd.read_csv(access_csv), pd.read_csv(au_csv))

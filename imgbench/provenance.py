@@ -252,8 +252,23 @@ def write(path: Path, data: dict) -> None:
 
 
 def record(
-    provenance: Path, config: Mapping, results_dir: Path, repo_dir: Path, device: Path
+    provenance: Path,
+    config: Mapping,
+    results_dir: Path,
+    repo_dir: Path,
+    device: Path,
+    scan: Path | None = None,
 ) -> None:
-    """The provenance rule: the environment, plus the device limits the probe measured."""
+    """The provenance rule: the environment, plus the device limits the probe measured and,
+    for your own images, the folder's checksum, counts, policy cases and skipped files."""
     probe = json.loads(Path(device).read_text())
-    write(provenance, collect(config, results_dir, repo_dir, device=probe))
+    out = collect(config, results_dir, repo_dir, device=probe)
+    out["data"] = {"source": "cifar-10", "cifar_md5": config.get("cifar_md5")}
+    if scan:
+        rec = json.loads(Path(scan).read_text())
+        out["data"] = {
+            "source": "images_dir",
+            **{k: v for k, v in rec.items() if k != "good"},
+            "skipped_count": len(rec["skipped"]),
+        }
+    write(provenance, out)

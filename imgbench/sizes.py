@@ -27,22 +27,39 @@ CHUNK = 1000  # images resized per step: memory stays ~CHUNK images whatever the
 FILTERS = ("nearest", "bilinear", "bicubic", "lanczos")
 
 
-def data_key(size: int) -> str:
-    """The ``{data}`` key of one size."""
-    return f"cifar{int(size)}"
+#: Data sources: CIFAR-10 (the article's) or your own folder (``images_dir``).
+SOURCES = ("cifar", "folder")
+#: The key suffix of encoded data (``payload: encoded``): ``cifarenc``, ``folderenc``.
+ENCODED = "enc"
+
+
+def data_key(size: int, source: str = "cifar") -> str:
+    """The ``{data}`` key of one size of decoded pixels (``cifar64``, ``folder224``)."""
+    return f"{source}{int(size)}"
+
+
+def encoded_key(source: str = "cifar") -> str:
+    """The ``{data}`` key of a source's encoded images (file bytes, sizes as they are)."""
+    return f"{source}{ENCODED}"
+
+
+def is_encoded(data: str) -> bool:
+    """True for encoded data (stores hold file bytes; reads decode)."""
+    return data.endswith(ENCODED) and data[: -len(ENCODED)] in SOURCES
 
 
 def size_of(data: str) -> int:
-    """The image size of a data key (``cifar64`` -> 64)."""
-    m = re.fullmatch(r"cifar(\d+)", data)
+    """The image size of a pixel data key (``cifar64`` -> 64)."""
+    m = re.fullmatch(rf"(?:{'|'.join(SOURCES)})(\d+)", data)
     if not m:
-        raise ValueError(f"not a CIFAR data key: {data!r}")
+        raise ValueError(f"not a pixel data key: {data!r}")
     return int(m[1])
 
 
-def image_bytes(data: str) -> int:
-    """Raw bytes of one image of this data variant (size x size x 3 uint8)."""
-    return size_of(data) ** 2 * 3
+def image_bytes(data: str) -> float:
+    """Raw bytes of one decoded image (size x size x 3 uint8); NaN for encoded data, whose
+    images differ in size."""
+    return float("nan") if is_encoded(data) else size_of(data) ** 2 * 3
 
 
 def scaled(n: int, size: int) -> int:

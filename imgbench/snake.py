@@ -21,7 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from imgbench.config import config_hash
 from imgbench.errors import BenchError
+from imgbench.folder import source_id
 from imgbench.job import Job
 
 # Heavy modules (pandas, matplotlib, format libraries) are imported only by the steps that
@@ -51,7 +53,7 @@ def job(sm: Any) -> Job:
         evict=p.get("cold_cache", "auto"),
         samples=int(p.get("single_samples", 0) or 0),
         n_images=int(p.get("n_images", 0) or 0),
-        config_hash=p.config_hash,
+        config_hash=data_hash(p.config_hash, Path(sm.input.images)),
         pattern=w.get("pattern", "sequential"),
         readers=int(w.get("readers", 1)),
         reader_kind=w.get("kind", "process"),
@@ -63,7 +65,17 @@ def job(sm: Any) -> Job:
         au_batches=int(p.get("au_batches", 200)),
         prefetch=int(p.get("prefetch", 2)),
         cache_cap=float(p.get("page_cache_cap", 0.0)),
+        decoder=p.get("decoder", "simplejpeg"),
     )
+
+
+def data_hash(measure_hash: str, images: Path) -> str:
+    """A row's config hash: the measurement's, plus the data's checksum where the data has
+    one (a folder's, computed by the scan rule: the DAG never reads the folder's bytes)."""
+    sid = source_id(images)
+    if not sid:
+        return measure_hash
+    return config_hash({"measure": measure_hash, "data_sha256": sid["sha256"]})
 
 
 def _path(v: Any) -> Any:

@@ -22,8 +22,12 @@ def test_scaled_cutoffs_hold_the_same_raw_bytes() -> None:
     assert sizes.scaled(100_000, 256) == 1562
     assert sizes.scaled(100, 256) == sizes.scaled(10, 256) == 10  # at least 10: these merge
     assert sizes.image_bytes("cifar128") == 128 * 128 * 3 and sizes.size_of("cifar7") == 7
-    with pytest.raises(ValueError):
-        sizes.size_of("folder32")
+    assert sizes.size_of("folder224") == 224 and sizes.image_bytes("folder2") == 12
+    assert sizes.is_encoded("folderenc") and sizes.is_encoded(sizes.encoded_key("cifar"))
+    assert not sizes.is_encoded("cifar32") and np.isnan(sizes.image_bytes("cifarenc"))
+    for bad in ("imagenet32", "cifarenc", "cifar"):
+        with pytest.raises(ValueError):
+            sizes.size_of(bad)
 
 
 def _source(tmp_path: Path, n: int) -> tuple[Path, Path, np.ndarray, np.ndarray]:

@@ -90,3 +90,101 @@ rule resize:
         resize_filter=config["resize_filter"],
     script:
         "../scripts/step.py"
+
+
+# Your own images (images_dir): read, checksum and check every file once (bad_images
+# decides what a bad file does), then fit each to every image size. The DAG lists the
+# folder's names only; the signature (names, sizes, mtimes) reruns the scan on a change.
+rule scan_folder:
+    output:
+        record="results/data/folder/scan.json",
+    log:
+        "results/logs/scan_folder.log",
+    benchmark:
+        "results/benchmarks/scan_folder.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        step="imgbench.folder:scan",
+        images_dir=config["images_dir"],
+        bad_images=config["bad_images"],
+        n_images=config["n_images"],
+        signature=lambda wildcards: FOLDER_SIGNATURE,
+    script:
+        "../scripts/step.py"
+
+
+rule ingest_folder:
+    input:
+        record=rules.scan_folder.output.record,
+    output:
+        images="results/data/folder{size}/images.npy",
+        labels="results/data/folder{size}/labels.npy",
+        source="results/data/folder{size}/source.json",
+    log:
+        "results/logs/ingest_folder/folder{size}.log",
+    benchmark:
+        "results/benchmarks/ingest_folder/folder{size}.tsv"
+    wildcard_constraints:
+        size=r"\d+",
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        step="imgbench.folder:ingest",
+        n_images=config["n_images"],
+        images_fit=config["images_fit"],
+        resize_filter=config["resize_filter"],
+    script:
+        "../scripts/step.py"
+
+
+# payload: encoded. A folder's files byte for byte; CIFAR (no files) as lossless PNG.
+rule encode_folder:
+    input:
+        record=rules.scan_folder.output.record,
+    output:
+        images="results/data/folderenc/blobs.bin",
+        offsets="results/data/folderenc/offsets.npy",
+        labels="results/data/folderenc/labels.npy",
+        source="results/data/folderenc/source.json",
+    log:
+        "results/logs/encode_folder.log",
+    benchmark:
+        "results/benchmarks/encode_folder.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        step="imgbench.folder:encoded_source",
+        n_images=config["n_images"],
+    script:
+        "../scripts/step.py"
+
+
+rule encode_cifar:
+    input:
+        images_in="results/data/cifar32/images.npy",
+        labels_in="results/data/cifar32/labels.npy",
+    output:
+        images="results/data/cifarenc/blobs.bin",
+        offsets="results/data/cifarenc/offsets.npy",
+        labels="results/data/cifarenc/labels.npy",
+    log:
+        "results/logs/encode_cifar.log",
+    benchmark:
+        "results/benchmarks/encode_cifar.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        step="imgbench.folder:encode_cifar",
+        n_images=config["n_images"],
+        png_compress_level=config["png_compress_level"],
+    script:
+        "../scripts/step.py"

@@ -95,6 +95,7 @@ rule figures:
 
 rule provenance:
     input:
+        **({"scan": "results/data/folder/scan.json"} if SOURCE == "folder" else {}),
         device=rules.device.output.device,
     output:
         provenance="results/provenance.json",
