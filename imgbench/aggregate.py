@@ -12,7 +12,7 @@ import pandas as pd
 from imgbench import article
 from imgbench.atomic import atomic_path
 from imgbench.names import Op
-from imgbench.sizes import image_bytes, size_of
+from imgbench.sizes import image_bytes, is_encoded, size_of
 from imgbench.stores.base import PARALLEL_MIN_IMAGES
 from imgbench.timing import summarize
 
@@ -28,6 +28,22 @@ def _load(paths: Iterable[Path]) -> list[dict]:
         r = json.loads(Path(p).read_text())
         r.setdefault("data", "cifar32")
         out.append(r)
+        # Encoded reads time two more ways beside the row's (bytes + chosen decoder): the
+        # bytes alone and bytes + Pillow; each becomes its own measurement.
+        for name in ("read_only", "pillow"):
+            other = r.get("extra", {}).get(name)
+            if other and other.get("samples"):
+                out.append(
+                    {
+                        **r,
+                        "operation": f"{r['operation']}_{name}",
+                        "samples": other["samples"],
+                        "stats": summarize(other["samples"]),
+                        "resident_fraction": other.get("resident_fraction", []),
+                        "cpu_user_s": [],
+                        "cpu_sys_s": [],
+                    }
+                )
         if r.get("returned_samples"):
             returned = {**r, "samples": r["returned_samples"], "returned_samples": []}
             returned["cpu_user_s"] = returned["cpu_sys_s"] = []  # measured until durable
@@ -590,6 +606,8 @@ def _capped_md(capped: pd.DataFrame) -> list[str]:
 def sizes_md(summary: pd.DataFrame, disk: pd.DataFrame) -> list[str]:
     """Image sizes side by side, per byte: each variant's largest store (the same raw bytes),
     write and read MB/s, disk over raw bytes, LMDB's overflow pages."""
+    if len(summary):
+        summary = summary[~summary["data"].map(is_encoded)]
     if not len(summary) or summary["data"].nunique() < 2:
         return []
     rows = []
@@ -626,6 +644,92 @@ def sizes_md(summary: pd.DataFrame, disk: pd.DataFrame) -> list[str]:
         "pixels. Upsampled CIFAR is smoother than photographs: PNG compresses it better.",
         "",
         _md(table),
+        "",
+    ]
+
+
+def payload_table(summary: pd.DataFrame, disk: pd.DataFrame) -> pd.DataFrame:
+    """Stored pixels vs stored encoded files, per format, at each encoded store's size: the
+    pixel store of the same images (CIFAR 32 px; a folder's smallest size) beside it."""
+    cols = ["data", "pixels_data", "format", "n_images", "cache", "pixels_read_s",
+            "encoded_read_only_s", "encoded_read_decode_s", "encoded_read_pillow_s",
+            "decode_vs_pixels", "pixels_store_s", "encoded_store_s", "pixels_disk_mb",
+            "encoded_disk_mb", "decoder"]  # fmt: skip
+    if not len(summary):
+        return pd.DataFrame(columns=cols)
+    enc = summary[summary["data"].map(is_encoded)]
+    rows = []
+    for (data, fmt, n), g in enc.groupby(["data", "format", "n_images"]):
+        source = data[: -len("enc")]
+        pixel = sorted(
+            (d for d in summary["data"].unique() if d.startswith(source) and not is_encoded(d)),
+            key=lambda d: (d != "cifar32", size_of(d)),
+        )
+        pdata = pixel[0] if pixel else None
+        px = summary[
+            (summary["data"] == pdata) & (summary["format"] == fmt)
+            & (summary["mode"] == "tuned") & (summary["n_images"] == n)
+        ]  # fmt: skip
+
+        def med(df: pd.DataFrame, op: str, cache: str = "none") -> float:
+            sel = df[(df["operation"] == op) & (df["cache"] == cache)]
+            return float(sel["median_s"].iloc[0]) if len(sel) else np.nan
+
+        def mb(d: str | None, fmt: str = fmt, n: int = n) -> float:
+            sel = disk[(disk["data"] == d) & (disk["format"] == fmt) & (disk["mode"] == "tuned")]
+            sel = sel[sel["n_images"] == n]
+            return float(sel["kib_allocated"].iloc[0]) * 1024 / 1e6 if len(sel) else np.nan
+
+        for cache in ("warm", "cold"):
+            dec = med(g, "read_many", cache)
+            pix = med(px, "read_many", cache)
+            rows.append(
+                {
+                    "data": data,
+                    "pixels_data": pdata,
+                    "format": fmt,
+                    "n_images": n,
+                    "cache": cache,
+                    "pixels_read_s": pix,
+                    "encoded_read_only_s": med(g, "read_many_read_only", cache),
+                    "encoded_read_decode_s": dec,
+                    "encoded_read_pillow_s": med(g, "read_many_pillow", cache),
+                    "decode_vs_pixels": dec / pix if pix else np.nan,
+                    "pixels_store_s": med(px, "write_many"),
+                    "encoded_store_s": med(g, "write_many"),
+                    "pixels_disk_mb": mb(pdata),
+                    "encoded_disk_mb": mb(data),
+                    "decoder": None,
+                }
+            )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _payload_md(payload: pd.DataFrame, decoder: str) -> list[str]:
+    if not len(payload):
+        return []
+    top = payload[payload["n_images"] == payload.groupby("format")["n_images"].transform("max")]
+    show = top.rename(
+        columns={
+            "pixels_read_s": "pixels read s",
+            "encoded_read_only_s": "encoded: bytes only s",
+            "encoded_read_decode_s": f"encoded: + {decoder} s",
+            "encoded_read_pillow_s": "encoded: + Pillow s",
+            "decode_vs_pixels": "decode / pixels",
+            "pixels_disk_mb": "pixels MB",
+            "encoded_disk_mb": "encoded MB",
+        }
+    ).drop(columns=["decoder", "pixels_store_s", "encoded_store_s"])
+    return [
+        "## Stored pixels vs stored encoded files (payload: encoded)",
+        "",
+        "Each format's largest store, tuned mode, whole store read warm and cold. Encoded "
+        f"reads decode with {decoder} (the row's time; PNG and WebP files go through Pillow) "
+        "and, beside it, Pillow; bytes only = the files read, not decoded. Every read is "
+        "verified: bytes round-trip, decoded pixels equal the decoder's output for the "
+        "source file. decode / pixels > 1: storing pixels reads faster.",
+        "",
+        _md(show),
         "",
     ]
 
@@ -682,6 +786,11 @@ def write_tables(
     results = _load(timings)
     summary = summary_table(results)
     dsk = disk_table(_load(du))
+    payload = payload_table(summary, dsk)
+    decoders = {r.get("extra", {}).get("decoder") for r in results} - {None}
+    payload["decoder"] = ",".join(sorted(decoders)) or None
+    if len(summary):  # encoded rows have their own table; the rest compares pixels
+        summary = summary[~summary["data"].map(is_encoded)].reset_index(drop=True)
     art = article_table(summary, dsk)
     extras = _extras(results, claim_runs)
     access = access_table([json.loads(Path(p).read_text()) for p in epochs])
@@ -704,6 +813,7 @@ def write_tables(
         "au": au,
         "writers": extras["writers"],
         "capped": capped_table(_load(capped_runs)),
+        "payload": payload,
     }
     for name, df in frames.items():
         _add_family(df)
@@ -718,6 +828,7 @@ def write_tables(
             *_writers_md(extras["writers"]),
             *_capped_md(frames["capped"]),
             *sizes_md(summary, dsk),
+            *_payload_md(payload, ",".join(sorted(decoders))),
             *_spread_note(summary),
             reproduction_markdown(repro),
             "",

@@ -22,10 +22,12 @@ from imgbench import cache, verify
 from imgbench.atomic import atomic_path, fsync_tree, remove
 from imgbench.data import load_source
 from imgbench.du import disk_use
-from imgbench.errors import BenchError, StoreError
+from imgbench.errors import BenchError, DataError, StoreError
+from imgbench.folder import load_blobs, source_id
 from imgbench.job import Job
-from imgbench.names import Cache, CacheScope, Op, Pattern
+from imgbench.names import Cache, CacheScope, Mode, Op, Pattern
 from imgbench.results import Result
+from imgbench.sizes import is_encoded
 from imgbench.stores import get_store, parallel_writes, streams
 from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store
 from imgbench.timing import measure
@@ -125,6 +127,16 @@ def build_store(job: Job) -> dict[str, Any]:
     return _build(job).save(job.result)
 
 
+def _source(job: Job) -> tuple[Any, np.ndarray, str]:
+    """The job's source in RAM (untimed) and the name of the store method that writes it:
+    pixels through ``write_many``, encoded data (file bytes) through ``write_encoded``."""
+    if is_encoded(job.data):
+        blobs, labels = load_blobs(job.images, job.labels, job.n)
+        return [bytes(b) for b in blobs], np.array(labels), "write_encoded"
+    src_images, src_labels = load_source(job.images, job.labels, job.n)
+    return np.array(src_images), np.array(src_labels), "write_many"
+
+
 def build_writers(job: Job) -> dict[str, Any]:
     """Time building the store with ``job.workers`` writer processes, as :func:`build_store`
     does; then read it back and verify it (untimed). The store stays, read by nothing and
@@ -148,9 +160,9 @@ def build_writers(job: Job) -> dict[str, Any]:
 
 def _build(job: Job) -> Result:
     res = Result.for_job(job, Op.WRITE_MANY)
-    src_images, src_labels = load_source(job.images, job.labels, job.n)
-    src_images, src_labels = np.array(src_images), np.array(src_labels)  # in RAM, untimed
+    src_images, src_labels, method = _source(job)  # in RAM, untimed
     store = _store(job)
+    write = getattr(store, method)
 
     kept: list[Path] = []  # earlier builds, deleted only after the last timed build
 
@@ -175,7 +187,7 @@ def _build(job: Job) -> Result:
             with _disk_full_is_clear(job):
                 measure(
                     res,
-                    lambda _: store.write_many(tmp, src_images, src_labels),
+                    lambda _: write(tmp, src_images, src_labels),
                     before=fresh,
                     after=done,
                     flush=lambda _: fsync_tree(tmp),  # the same flush for every format
@@ -195,6 +207,8 @@ def _build(job: Job) -> Result:
 
 def read_many(job: Job) -> dict[str, Any]:
     """Time reading the whole store into arrays, warm or cold, verifying every read."""
+    if is_encoded(job.data):
+        return read_encoded(job)
     res = Result.for_job(job, Op.READ_MANY)
     src_images, src_labels = load_source(job.images, job.labels, job.n)
     store = _store(job)
@@ -210,6 +224,69 @@ def read_many(job: Job) -> dict[str, Any]:
     with _damage_is_clear(job):
         measure(res, lambda _: store.read_many(job.store), (None,), before, after)
     res.verified = True
+    return res.save(job.result)
+
+
+#: Decoded images a read_encoded job may hold for verification (the 1.5 GB job budget).
+DECODED_BUDGET = 1 << 30
+
+
+def read_encoded(job: Job) -> dict[str, Any]:
+    """Encoded data: time reading every file's bytes (read-only), then reading and decoding
+    them with the chosen decoder (the row's time: pixels, like every other read), then with
+    Pillow (shown beside it). Each is warm or cold, prepared alike, and verified: the bytes
+    round-trip exactly and each decoded image equals the same decoder's output for the
+    source file."""
+    from imgbench import decode, timing
+
+    blobs, labels = load_blobs(job.images, job.labels, job.n)
+    sid = source_id(job.images) or {}
+    need = sid.get("decoded_bytes", 0) * job.n / max(1, sid.get("images", 1))
+    if need > DECODED_BUDGET:
+        raise DataError(
+            f"{job.what}: {job.n} decoded images take {need / 1e9:.1f} GB, over the "
+            f"{DECODED_BUDGET / 1e9:.1f} GB a job may hold to verify them; lower the cutoffs"
+        )
+    store = _store(job)
+    files = cache.store_files(job.store)
+    threads = job.workers if job.mode == Mode.TUNED else 1
+
+    def timed_read(res: Result, decoder: str | None) -> None:
+        dec = decode.get(decoder) if decoder else None
+
+        def run(_: None) -> tuple[list, np.ndarray, list | None]:
+            got, got_labels = store.read_encoded(job.store)
+            return got, got_labels, decode.decode_all(got, dec, threads) if dec else None
+
+        def before(_: None, timed: bool) -> None:
+            if timed:
+                _prepare_cache(res, job, job.store, files)
+
+        def after(_: None, out: tuple[list, np.ndarray, list | None], timed: bool) -> None:
+            got, got_labels, images = out
+            verify.blobs(job.what, got, got_labels, blobs, labels)
+            if images is not None:
+                verify.decoded(job.what, images, blobs, dec)
+
+        with _damage_is_clear(job):
+            measure(res, run, (None,), before, after)
+
+    for name in {job.decoder, "pillow"}:  # first-use costs (imports, Pillow's plugins)
+        decode.get(name)(blobs[0])  # are paid here, untimed, not by whichever runs first
+    res = Result.for_job(job, Op.READ_MANY)
+    timed_read(res, job.decoder)
+    for name, decoder in (("read_only", None), ("pillow", "pillow")):
+        other = Result.for_job(job, Op.READ_MANY)
+        timed_read(other, decoder)
+        res.extra[name] = {
+            **timing.summarize(other.samples),
+            "samples": other.samples,
+            "resident_fraction": other.resident_fraction,
+        }
+    res.verified = True
+    res.threads = threads
+    res.extra.update(decoder=job.decoder, payload="encoded", decode_threads=threads)
+    res.extra["encoded_bytes"] = int(sum(len(b) for b in blobs))
     return res.save(job.result)
 
 

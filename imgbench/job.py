@@ -56,6 +56,8 @@ class Job:
     prefetch: int = 2
     #: capped epochs: page cache the readers may fill, as a fraction of the store's bytes
     cache_cap: float = 0.0
+    #: encoded data (payload: encoded): the decoder of the timed read+decode
+    decoder: str = "simplejpeg"
 
     def __post_init__(self) -> None:
         for name in ("images", "labels", "store", "result"):

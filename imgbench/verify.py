@@ -106,3 +106,36 @@ def is_permutation(what: str, order: np.ndarray, n: int) -> None:
         f"{what}: the streamed epoch did not deliver each of the {n} images once ({first}); "
         "the store's shards or index are damaged: delete it and rerun the build"
     )
+
+
+def blobs(
+    what: str, got: list, labels: np.ndarray, src_blobs: list, src_labels: np.ndarray
+) -> None:
+    """Encoded data: every stored file's bytes round-trip exactly, labels with their dtype."""
+    if len(got) != len(src_blobs) or labels.shape != src_labels.shape:
+        raise VerificationError(
+            f"{what}: store returned {len(got)} files and {labels.shape[0]} labels, expected "
+            f"{len(src_blobs)}; the store was built for other data: delete it and rerun"
+        )
+    if labels.dtype != src_labels.dtype or not np.array_equal(labels, src_labels):
+        raise VerificationError(
+            f"{what}: labels differ from the source ({labels.dtype} vs {src_labels.dtype}); "
+            "the store is corrupt or stale: delete it and rerun"
+        )
+    for i, (a, b) in enumerate(zip(got, src_blobs, strict=True)):
+        if memoryview(a).cast("B") != memoryview(b).cast("B"):
+            raise VerificationError(
+                f"{what}: the bytes of file {i} differ from the source ({len(a)} vs {len(b)} "
+                "bytes); the store is corrupt or stale: delete it and rerun"
+            )
+
+
+def decoded(what: str, images: list, src_blobs: list, decode) -> None:  # noqa: ANN001
+    """Each decoded image equals the same decoder's output for the source file's bytes."""
+    for i, (im, b) in enumerate(zip(images, src_blobs, strict=True)):
+        ref = decode(b)
+        if im.dtype != np.uint8 or not np.array_equal(im, ref):
+            raise VerificationError(
+                f"{what}: image {i} decoded to {im.shape} {im.dtype}, not the {ref.shape} "
+                "pixels its source file decodes to; the store is corrupt: delete it and rerun"
+            )

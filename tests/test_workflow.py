@@ -319,6 +319,7 @@ def test_dry_run_and_lint_need_no_format_library(tmp_path: Path) -> None:
 
     blocked = tmp_path / "blocked"
     libs = ("h5py", "lmdb", "PIL", "matplotlib", "pyarrow", "lance", "zarr", "tiledb", "plyvel")
+    libs += ("simplejpeg",)  # the decoder: only the jobs that decode import it
     for name in libs:
         (blocked / name).mkdir(parents=True)
         (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} blocked')\n")
@@ -326,7 +327,7 @@ def test_dry_run_and_lint_need_no_format_library(tmp_path: Path) -> None:
     code = "import PIL"
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode != 0  # it bites
     every = f"formats=[{','.join(FORMATS)}]"
-    for extra in (["-n", "--cores", "2", "--config", every], ["--lint"]):
+    for extra in (["-n", "--cores", "2", "--config", every, "payload=encoded"], ["--lint"]):
         proc = subprocess.run(
             [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), *extra, "-d", str(tmp_path / "w")],
             cwd=REPO,

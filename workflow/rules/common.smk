@@ -10,12 +10,31 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from imgbench import sizes, stores
+from imgbench import folder, sizes, stores
 from imgbench.config import config_hash, normalize
+from imgbench.errors import BenchError
 
 # --config values arrive as strings ("cutoffs=[10,100]" -> ["10", "100"]): fix types first.
 config.update(normalize(config))
 validate(config, schema="../schemas/config.schema.yaml")
+
+# The data source: CIFAR-10 (the article's) or your own folder (images_dir). The folder's
+# names are listed here (its count is the default n_images); its bytes are read by the scan.
+SOURCE = "folder" if config["images_dir"] else "cifar"
+ARTICLE_N = 100_000  # the article's 50,000 CIFAR training images, doubled
+if SOURCE == "folder":
+    try:
+        FOLDER_FILES = folder.count(config["images_dir"])
+        FOLDER_SIGNATURE = folder.signature(config["images_dir"])
+    except BenchError as exc:
+        raise WorkflowError(f"config key images_dir: {exc}")
+    # bad_images: skip: a scan that skipped files left their count for this parse
+    FOLDER_GOOD = folder.good_count(
+        "results/data/folder/scan.json", FOLDER_SIGNATURE, config["bad_images"]
+    )
+config["n_images"] = config["n_images"] or (
+    (FOLDER_GOOD or FOLDER_FILES) if SOURCE == "folder" else ARTICLE_N
+)
 
 
 def _check_config():
@@ -26,7 +45,7 @@ def _check_config():
             f"config key formats: unknown {unknown}; allowed: {sorted(stores.FORMATS)}"
         )
     too_big = [c for c in config["cutoffs"] if c > config["n_images"]]
-    if too_big:
+    if too_big and SOURCE == "cifar":
         raise WorkflowError(
             f"config key cutoffs: {too_big} exceed n_images={config['n_images']}; "
             "lower the cutoffs or raise n_images"
@@ -45,20 +64,42 @@ COMBOS = [
     if f in stores.FORMATS and m in stores.modes(f)
 ]
 _check_config()
-CUTOFFS = sorted(config["cutoffs"])
+# A folder's cutoffs stop at its n_images, which is always the largest.
+CUTOFFS = sorted(
+    config["cutoffs"]
+    if SOURCE == "cifar"
+    else {c for c in config["cutoffs"] if c < config["n_images"]} | {config["n_images"]}
+)
 # The data variant in every target path: results/<kind>/<data>/<mode>/<fmt>/<n>.
 # "cifar<size>" = CIFAR-10 resized to size x size px (32: the article's), decoded pixels.
 # Each size holds the same raw bytes as the 32-px run at the same cutoff position: cutoffs
 # scaled by 32^2 / size^2, at least 10 images; cutoffs that collide after scaling merge.
+# "folder<size>" = your images_dir, fitted to size x size (the same cutoffs at every size).
+# "<source>enc" (payload: encoded) = the encoded files, stored as they are.
 DATA = "cifar32"  # the article's data: its claims and reproduction are judged on it
+_scale = sizes.scaled if SOURCE == "cifar" else (lambda n, s: n)
 DATASETS = {
-    sizes.data_key(s): sorted({sizes.scaled(c, s) for c in CUTOFFS})
+    sizes.data_key(s, SOURCE): sorted({_scale(c, s) for c in CUTOFFS})
     for s in sorted(config["image_sizes"])
 }
 N_IMAGES = {
-    sizes.data_key(s): sizes.scaled(config["n_images"], s)
+    sizes.data_key(s, SOURCE): _scale(config["n_images"], s)
     for s in config["image_sizes"]
 }
+ENCODED = sizes.encoded_key(SOURCE) if config["payload"] == "encoded" else None
+if ENCODED:
+    DATASETS[ENCODED] = CUTOFFS
+    N_IMAGES[ENCODED] = config["n_images"]
+# (mode, format) pairs of encoded data: tuned stores of formats that hold variable records.
+ENCODED_COMBOS = [(m, f) for m, f in COMBOS if m == "tuned" and stores.encoded(f)]
+
+
+def data_source(wildcards):
+    """The source files of a data variant: decoded pixels (images.npy) or encoded files
+    (blobs.bin, with offsets.npy beside it)."""
+    d = f"results/data/{wildcards.data}"
+    images = "blobs.bin" if sizes.is_encoded(wildcards.data) else "images.npy"
+    return {"images": f"{d}/{images}", "labels": f"{d}/labels.npy"}
 
 
 def largest(wildcards):
@@ -76,8 +117,9 @@ def n_images(wildcards):
 
 
 # A sweep can fill a disk: say what the stores will take before any job starts.
-if workflow.is_main_process and len(DATASETS) > 1:
-    _est = sizes.disk_estimate(DATASETS, len(COMBOS))
+PIXEL_DATASETS = {d: c for d, c in DATASETS.items() if not sizes.is_encoded(d)}
+if workflow.is_main_process and len(PIXEL_DATASETS) > 1:
+    _est = sizes.disk_estimate(PIXEL_DATASETS, len(COMBOS))
     print(
         f"image-size sweep {sorted(config['image_sizes'])}: stores take about "
         f"{_est / 1e9:.1f} GB (raw pixels of every store; files and padding add more)",
@@ -105,7 +147,14 @@ MEASURED_CONFIG = {k: v for k, v in config.items() if not k.startswith("figure_"
 
 # Config keys that change what each kind of timed job measures: changing one reruns only
 # the jobs whose kind lists it (store options are added per format and mode).
-_DATA_KEYS = ["cifar_md5", "n_images", "resize_filter"]
+_DATA_KEYS = [
+    "cifar_md5",
+    "n_images",
+    "resize_filter",
+    "images_dir",
+    "bad_images",
+    "images_fit",
+]
 _EPOCH_KEYS = ["epoch_repeats", "epoch_warmup", "batch_size", "seed"]
 _KINDS = {
     "build": ["repeats", "warmup"],
@@ -141,10 +190,17 @@ def measure_hash(kind):
 
     def fn(wildcards):
         keys = {k: config[k] for k in MEASURE_KEYS[kind]}
+        if sizes.is_encoded(wildcards.data) and kind.startswith("read"):
+            keys["decoder"] = config["decoder"]  # only encoded reads decode
         ident = {"format": wildcards.fmt, "mode": wildcards.mode, "kind": kind}
         return config_hash({**keys, **store_options(wildcards), **ident})
 
     return fn
+
+
+def decoder(wildcards):
+    """The decoder of an encoded read (None for pixel data: changing it reruns nothing)."""
+    return config["decoder"] if sizes.is_encoded(wildcards.data) else None
 
 
 def measure_params(kind):
@@ -169,13 +225,17 @@ def build_threads(wildcards):
     return max(config["writers"], default=1) if wildcards.mode == "tuned" else 1
 
 
-def targets(path, n=None, **axes):
+def targets(path, n=None, encoded=False, **axes):
     """*path* for every data variant, (mode, format) pair and combination of the *axes*
-    values; *n*: "cutoffs" (each variant's cutoffs), "largest" (its largest) or None."""
+    values; *n*: "cutoffs" (each variant's cutoffs), "largest" (its largest) or None.
+    Encoded data only where *encoded* (its stores are built, read whole and measured).
+    """
     out = []
     for data, cuts in DATASETS.items():
+        if sizes.is_encoded(data) and not encoded:
+            continue
         ns = {None: [None], "cutoffs": cuts, "largest": cuts[-1:]}[n]
-        for m, f in COMBOS:
+        for m, f in ENCODED_COMBOS if sizes.is_encoded(data) else COMBOS:
             for k in ns:
                 for values in itertools.product(*axes.values()):
                     out.append(
@@ -187,7 +247,7 @@ def targets(path, n=None, **axes):
 
 
 def many_targets(path):
-    return targets(path, n="cutoffs")
+    return targets(path, n="cutoffs", encoded=True)
 
 
 def single_targets(path):
@@ -283,7 +343,7 @@ FIGURES = {
     ]
     + (["access"] if config["access_patterns"] else [])
     + (["au"] if config["computation_time"] else [])
-    + (["sizes"] if len(DATASETS) > 1 else [])
+    + (["sizes"] if len(PIXEL_DATASETS) > 1 else [])
 }
 TABLES = {
     "samples": "results/tables/samples.csv",
@@ -295,6 +355,7 @@ TABLES = {
     "au": "results/tables/au.csv",
     "writers": "results/tables/writers.csv",
     "capped": "results/tables/capped.csv",
+    "payload": "results/tables/payload.csv",
     "reproduction": "results/tables/reproduction.csv",
     "markdown": "results/tables/summary.md",
 }

@@ -1,13 +1,14 @@
 # Stage 6 (timed reads): read every store back, warm and cold cache as separate rules that
 # share one definition (the cold rule overrides only its outputs and its cache params).
 # Every read is verified against the source pixels and labels outside the timed section.
+# Encoded data (payload: encoded) is read whole three ways: bytes only, bytes + the chosen
+# decoder (the row's time), bytes + Pillow; each verified (imgbench/experiments.py).
 
 
 rule read_many_warm:
     input:
+        unpack(data_source),
         store="results/stores/{data}/{mode}/{fmt}/{n}",
-        images=rules.double.output.images,
-        labels=rules.double.output.labels,
     output:
         result="results/timings/read_many_warm/{data}/{mode}/{fmt}/{n}.json",
     log:
@@ -24,6 +25,7 @@ rule read_many_warm:
         experiment="read_many",
         cache="warm",
         options=store_options,
+        decoder=decoder,
         config_hash=measure_hash("read_warm"),
     script:
         "../scripts/step.py"

@@ -4,8 +4,7 @@
 
 rule build_store:
     input:
-        images=rules.double.output.images,
-        labels=rules.double.output.labels,
+        unpack(data_source),
     output:
         store=directory("results/stores/{data}/{mode}/{fmt}/{n}"),
         result="results/timings/write_many/{data}/{mode}/{fmt}/{n}.json",
