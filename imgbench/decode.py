@@ -69,8 +69,8 @@ def get(name: str) -> Callable[[bytes | memoryview], np.ndarray]:
 def decode_all(
     blobs: Sequence[bytes | memoryview], decode: Callable, threads: int = 1
 ) -> list[np.ndarray]:
-    """Decode every blob, in order, with *threads* threads (both decoders release the GIL
-    while decoding, so threads scale as a data-loader's workers would)."""
+    """Decode every blob, in order, with *threads* threads (the cores a tuned job gets; a
+    decoder that holds the GIL simply does not scale, which the timing then shows)."""
     if threads <= 1 or len(blobs) < 2 * threads:
         return [decode(b) for b in blobs]
     step = -(-len(blobs) // (threads * 8))
