@@ -4,9 +4,10 @@ same JPEG (and PNG) files with every installed decoder, side by side in one run.
     python benchmarks/decoders.py [FOLDER_OR_ZIP] [--images 5000] [--rounds 5]
 
 FOLDER_OR_ZIP: an image folder, or a zip of one (default ../shared/data/cifar10-jpeg.zip).
-Prints µs per image (best round) per decoder and file type, the ratio to Pillow, and
-whether each decoder's pixels equal Pillow's (libjpeg-turbo's fast path may differ by
-upsampling; each decoder's output is then its own reference, as the pipeline verifies).
+Prints µs per image (best round) per decoder and file type, the ratio to Pillow, whether
+each decoder's pixels equal Pillow's (libjpeg-turbo's fast path may differ by upsampling;
+each decoder's output is then its own reference, as the pipeline verifies), and the speed-up
+of decoding with 2 threads as the encoded reads do (``imgbench.decode.decode_all``).
 """
 
 from __future__ import annotations
@@ -44,12 +45,11 @@ def _png(blobs: list[bytes]) -> list[bytes]:
     return out
 
 
-def _time(fn, blobs: list[bytes], rounds: int) -> float:  # noqa: ANN001
+def _time(fn, blobs: list[bytes], rounds: int, threads: int = 1) -> float:  # noqa: ANN001
     best = float("inf")
     for _ in range(rounds):
         t0 = time.perf_counter()
-        for b in blobs:
-            fn(b)
+        decode.decode_all(blobs, fn, threads)
         best = min(best, time.perf_counter() - t0)
     return best / len(blobs) * 1e6
 
@@ -66,7 +66,8 @@ def main() -> None:
         sys.exit(f"{a.src}: no .jpg files found; pass an image folder or a zip of one")
     sets = {"jpeg": jpegs, "png (same images, lossless)": _png(jpegs)}
     print(f"{len(jpegs)} images from {a.src}, best of {a.rounds} rounds, one thread\n")
-    print(f"{'file type':30s} {'decoder':12s} {'us/image':>9s} {'vs pillow':>9s}  same pixels")
+    head = f"{'file type':30s} {'decoder':12s} {'us/image':>9s} {'vs pillow':>9s}"
+    print(f"{head}  same pixels  2 threads")
     for kind, blobs in sets.items():
         ref = [decode.pillow(b) for b in blobs]
         base = None
@@ -78,8 +79,10 @@ def main() -> None:
                 continue
             same = all(np.array_equal(fn(b), r) for b, r in zip(blobs, ref, strict=True))
             us = _time(fn, blobs, a.rounds)
+            two = _time(fn, blobs, a.rounds, threads=2)
             base = base or us
-            print(f"{kind:30s} {name:12s} {us:9.1f} {us / base:8.2f}x  {same}")
+            row = f"{kind:30s} {name:12s} {us:9.1f} {us / base:8.2f}x"
+            print(f"{row}  {same!s:11s}  {us / two:.2f}x")
 
 
 if __name__ == "__main__":

@@ -789,6 +789,7 @@ def write_tables(
     payload = payload_table(summary, dsk)
     decoders = {r.get("extra", {}).get("decoder") for r in results} - {None}
     payload["decoder"] = ",".join(sorted(decoders)) or None
+    summary_all = summary  # summary.csv keeps every row, encoded ones too
     if len(summary):  # encoded rows have their own table; the rest compares pixels
         summary = summary[~summary["data"].map(is_encoded)].reset_index(drop=True)
     art = article_table(summary, dsk)
@@ -804,7 +805,7 @@ def write_tables(
     repro = reproduction_table(summary, dsk, extras)
     frames = {
         "samples": samples_table(results),
-        "summary": summary,
+        "summary": summary_all,
         "disk": dsk,
         "article": art,
         "claims": claims,

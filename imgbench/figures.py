@@ -197,8 +197,8 @@ def _au(au: pd.DataFrame) -> plt.Figure:
 def _sizes(summary: pd.DataFrame, disk: pd.DataFrame) -> plt.Figure:
     """Per byte across image sizes (each size's largest store: the same raw bytes): warm and
     cold read MB/s, store MB/s, and disk per raw byte."""
-    px = summary["data"].str.removeprefix("cifar").astype(int)
-    summary = summary.assign(px=px)
+    summary = summary[~summary["data"].map(is_encoded)]  # encoded images have no one size
+    summary = summary.assign(px=summary["data"].map(size_of))
     largest = summary.groupby(["data", "format", "mode"])["n_images"].transform("max")
     top = summary[summary["n_images"] == largest]
     panels = [
@@ -215,7 +215,8 @@ def _sizes(summary: pd.DataFrame, disk: pd.DataFrame) -> plt.Figure:
             ax.plot(g["px"], g["mb_per_s"], style, ms=4, label=f"{fmt} {mode}", color=color(fmt))
         ax.set(xscale="log", yscale="log", title=title, xlabel="image size (px)")
         ax.grid(True, which="both", alpha=0.3)
-    d = disk.assign(px=disk["data"].str.removeprefix("cifar").astype(int))
+    d = disk[~disk["data"].map(is_encoded)]
+    d = d.assign(px=d["data"].map(size_of))
     d = d[d["n_images"] == d.groupby(["data", "format", "mode"])["n_images"].transform("max")]
     for (fmt, mode), g in _by_family(d, ["format", "mode"]):
         g = g.sort_values("px")

@@ -80,9 +80,11 @@ def folder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_folder_run_has_pixel_and_encoded_rows(folder_run: Path) -> None:
     tables = folder_run / "results" / "tables"
     summary = pd.read_csv(tables / "summary.csv")
-    assert set(summary["data"]) == {"folder16"}  # n_images: the folder's 36 files
+    assert set(summary["data"]) == {"folder16", "folderenc"}  # n_images: the 36 files
     assert sorted(set(summary["n_images"]) - {1}) == [10, 36]
     assert summary["verified"][summary["operation"].str.startswith("read")].all()
+    enc_ops = set(summary[summary["data"] == "folderenc"]["operation"])
+    assert {"read_many", "read_many_read_only", "read_many_pillow", "write_many"} <= enc_ops
     payload = pd.read_csv(tables / "payload.csv")
     enc = sorted(f for f in FORMATS if encoded(f))
     assert sorted(set(payload["format"])) == enc and set(payload["pixels_data"]) == {"folder16"}
