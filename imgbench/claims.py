@@ -470,9 +470,12 @@ def _lmdb_overflow(run: Run) -> Outcome:
         else np.nan
     )
     pages = rows.loc["lmdb", "lmdb_overflow_pages"]
+    at32_text = f"{at32:.2f}x" if np.isfinite(at32) else "not in this run"
+    known = isinstance(pages, int | float) and np.isfinite(pages)
+    pages_text = f"{pages:,.0f}" if known else "unrecorded"
     numbers = (
-        f"{size} px: LMDB {lm:.2f}x raw bytes on disk ({pages} overflow pages), 32 px: "
-        f"{at32:.2f}x; others at {size} px: "
+        f"{size} px: LMDB {lm:.2f}x raw bytes on disk ({pages_text} overflow pages), 32 px: "
+        f"{at32_text}; others at {size} px: "
         + ", ".join(f"{f} {v:.2f}x" for f, v in sorted(others.items()))
     )
     return _tally(
