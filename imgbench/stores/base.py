@@ -12,6 +12,7 @@ dtype (1,000 ImageNet classes do not fit uint8); article stores keep the article
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import mmap
 import multiprocessing
@@ -91,6 +92,23 @@ class Store(ABC):
         """Read the one image of a single-image store."""
         images, labels = self.read_many(path)
         return images[0], int(labels[0])
+
+
+def encoded_header(
+    meta_raw: bytes | None, labels_raw: bytes | None, where: Path, library: str
+) -> tuple[int, np.ndarray]:
+    """Image count and labels of a key-value store of encoded files, from its metadata and
+    labels values; a store of pixels (or none at all) is refused in one line."""
+    meta = json.loads(meta_raw) if meta_raw is not None else {}
+    if meta.get("payload") != "encoded" or labels_raw is None:
+        from imgbench.errors import StoreError
+
+        raise StoreError(
+            f"{where}: not an encoded-payload imgbench {library} store; delete the store "
+            "directory and rerun the build"
+        )
+    labels = np.frombuffer(labels_raw, dtype=np.dtype(meta["label_dtype"])).copy()
+    return int(meta["n"]), labels
 
 
 def article_labels(values: Sequence[int] | np.ndarray) -> np.ndarray:

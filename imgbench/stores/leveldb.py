@@ -61,7 +61,7 @@ import numpy as np
 import plyvel
 
 from imgbench.errors import StoreError
-from imgbench.stores.base import Store
+from imgbench.stores.base import Store, encoded_header
 
 DIR = "db"
 META, LABELS = b"~meta", b"~labels"  # '~' sorts after the 8-byte image keys (< 2**56)
@@ -258,6 +258,16 @@ class TunedLeveldb(Store):
     def _verify(self) -> bool:
         return bool(self.options["leveldb_verify_checksums"])
 
+    def _values(self, db: plyvel.DB, n: int) -> Iterator[bytes]:
+        """The values of images 0 .. n-1 in key order, bypassing LevelDB's block cache."""
+        return db.iterator(
+            start=key(0),
+            stop=key(n),
+            include_key=False,
+            fill_cache=False,
+            verify_checksums=self._verify(),
+        )
+
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         store = path / DIR
         with open_shadow(store) as db:  # LevelDB errors become one line, naming the store
@@ -265,13 +275,7 @@ class TunedLeveldb(Store):
             images = np.empty((n, *shape), dtype=np.uint8)
             size = int(np.prod(shape))
             flat = memoryview(images.reshape(-1))
-            it = db.iterator(
-                start=key(0),
-                stop=key(n),
-                include_key=False,
-                fill_cache=False,
-                verify_checksums=self._verify(),
-            )
+            it = self._values(db, n)
             count = 0
             for count, value in enumerate(it, 1):
                 if count > n or len(value) != size:
@@ -285,23 +289,8 @@ class TunedLeveldb(Store):
         # One iterator in key order, as read_many: each value comes out as its own bytes.
         store = path / DIR
         with open_shadow(store) as db:
-            meta_raw, lab_raw = db.get(META), db.get(LABELS)
-            meta = json.loads(meta_raw) if meta_raw is not None else {}
-            if meta.get("payload") != "encoded" or lab_raw is None:
-                raise StoreError(
-                    f"{store}: not an encoded-payload imgbench LevelDB store; delete the store "
-                    "directory and rerun the build"
-                )
-            n = int(meta["n"])
-            labels = np.frombuffer(lab_raw, dtype=np.dtype(meta["label_dtype"])).copy()
-            it = db.iterator(
-                start=key(0),
-                stop=key(n),
-                include_key=False,
-                fill_cache=False,
-                verify_checksums=self._verify(),
-            )
-            blobs = list(it)
+            n, labels = encoded_header(db.get(META), db.get(LABELS), store, "LevelDB")
+            blobs = list(self._values(db, n))
         if len(blobs) != n or len(labels) != n:
             raise StoreError(
                 f"{store}: {len(blobs)} values and {len(labels)} labels for {n} images; delete "

@@ -25,7 +25,7 @@ import numpy as np
 
 from imgbench.errors import StoreError
 from imgbench.safepickle import loads
-from imgbench.stores.base import Store, article_labels
+from imgbench.stores.base import Store, article_labels, encoded_header
 
 log = logging.getLogger(__name__)
 
@@ -182,15 +182,7 @@ class TunedLmdb(Store):
         env = open_readonly(path, lock=False)
         try:
             with env.begin() as txn:  # no buffers: each value copied once, into its bytes
-                meta_raw, lab_raw = txn.get(META), txn.get(LABELS)
-                meta = json.loads(meta_raw) if meta_raw is not None else {}
-                if meta.get("payload") != "encoded" or lab_raw is None:
-                    raise StoreError(
-                        f"{path}: not an encoded-payload imgbench LMDB store; delete the store "
-                        "directory and rerun the build"
-                    )
-                n = int(meta["n"])
-                labels = np.frombuffer(lab_raw, dtype=meta["label_dtype"]).copy()
+                n, labels = encoded_header(txn.get(META), txn.get(LABELS), path, "LMDB")
                 entries = env.stat()["entries"]
                 if entries != n + 2 or len(labels) != n:
                     raise StoreError(
