@@ -12,7 +12,7 @@ import pandas as pd
 from imgbench import article
 from imgbench.atomic import atomic_path
 from imgbench.names import Op
-from imgbench.sizes import image_bytes, is_encoded, size_of
+from imgbench.sizes import ENCODED, image_bytes, is_encoded, main_pixels, size_of
 from imgbench.stores.base import PARALLEL_MIN_IMAGES
 from imgbench.timing import summarize
 
@@ -660,12 +660,7 @@ def payload_table(summary: pd.DataFrame, disk: pd.DataFrame) -> pd.DataFrame:
     enc = summary[summary["data"].map(is_encoded)]
     rows = []
     for (data, fmt, n), g in enc.groupby(["data", "format", "n_images"]):
-        source = data[: -len("enc")]
-        pixel = sorted(
-            (d for d in summary["data"].unique() if d.startswith(source) and not is_encoded(d)),
-            key=lambda d: (d != "cifar32", size_of(d)),
-        )
-        pdata = pixel[0] if pixel else None
+        pdata = main_pixels(summary["data"], source=data[: -len(ENCODED)])
         px = summary[
             (summary["data"] == pdata) & (summary["format"] == fmt)
             & (summary["mode"] == "tuned") & (summary["n_images"] == n)

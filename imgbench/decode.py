@@ -7,8 +7,8 @@ through Pillow whichever decoder is chosen (the table says which decoder ran).
 ``benchmarks/decoders.py`` keeps the measurement behind the default.
 
 Both return (H, W, 3) uint8 RGB under the scan's policy (imgbench/folder.py), so a decoded
-image can be compared with the same decoder's output for the original file. Each decoder
-library is imported only by the jobs that decode.
+image can be compared with the same decoder's output for the original file. This module
+(Pillow with it) and each decoder library are imported only by the jobs that decode.
 """
 
 from __future__ import annotations
@@ -19,22 +19,24 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from PIL import Image
 
 from imgbench.errors import BenchError
+from imgbench.folder import to_rgb
 
 DECODERS = ("pillow", "simplejpeg")
+#: Policy counts of decodes inside timed reads: nobody reads them (imports and this object
+#: are set up once, so the timed section pays for the decode alone).
+_UNCOUNTED: Counter = Counter()
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def pillow(blob: bytes | memoryview) -> np.ndarray:
-    """Pillow (its bundled libjpeg-turbo, libpng, libwebp), with the scan's RGB policy."""
-    from PIL import Image
-
-    from imgbench.folder import to_rgb
-
+    """Pillow (its bundled libjpeg-turbo, libpng, libwebp), with the scan's RGB policy (its
+    counts are the scan's business: discarded here)."""
     with Image.open(io.BytesIO(blob)) as im:
         im.load()
-        return np.asarray(to_rgb(im, Counter()))
+        return np.asarray(to_rgb(im, _UNCOUNTED))
 
 
 def _simplejpeg() -> Callable[[bytes | memoryview], np.ndarray]:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from imgbench.atomic import atomic_path  # noqa: E402
-from imgbench.sizes import is_encoded, size_of  # noqa: E402
+from imgbench.sizes import is_encoded, main_pixels, size_of  # noqa: E402
 from imgbench.stores import FORMATS  # noqa: E402  (the registry: plain data, no format library)
 
 MODES = ["article", "tuned"]
@@ -243,11 +243,7 @@ def write_figures(
     all_s, all_disk = pd.read_csv(summary_csv), pd.read_csv(disk_csv)
     # The article's figures are of one pixel data set (CIFAR 32 px when present, else the
     # smallest folder size); sizes and the pixels-vs-encoded comparison have their own.
-    pixel = sorted(
-        (d for d in set(all_s.get("data", [])) if not is_encoded(d)),
-        key=lambda d: (d != "cifar32", size_of(d)),
-    )
-    data = pixel[0] if pixel else None
+    data = main_pixels(all_s.get("data", []))
     s, disk, acc, au = (
         df[df["data"] == data] if data and "data" in df else df
         for df in (all_s, all_disk, pd.read_csv(access_csv), pd.read_csv(au_csv))

@@ -14,7 +14,7 @@ step imports Pillow itself.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,13 @@ def encoded_key(source: str = "cifar") -> str:
 def is_encoded(data: str) -> bool:
     """True for encoded data (stores hold file bytes; reads decode)."""
     return data.endswith(ENCODED) and data[: -len(ENCODED)] in SOURCES
+
+
+def main_pixels(datas: Iterable[str], source: str = "") -> str | None:
+    """The pixel data set a run's article figures and its pixels-vs-encoded table use: CIFAR
+    at 32 px when present, else the smallest size (of *source* only, if given)."""
+    pixel = [d for d in set(datas) if d.startswith(source) and not is_encoded(d)]
+    return min(pixel, key=lambda d: (d != "cifar32", size_of(d)), default=None)
 
 
 def size_of(data: str) -> int:

@@ -94,6 +94,19 @@ class Store(ABC):
         return images[0], int(labels[0])
 
 
+def blob_ext(blob: bytes | memoryview) -> str:
+    """The extension of an encoded image, sniffed from its magic bytes: ``jpg``, ``png``,
+    ``webp``, else ``bin`` (tar names its members and the PNG store its files by it)."""
+    head = bytes(blob[:12])
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if head.startswith(b"\x89PNG"):
+        return "png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return "bin"
+
+
 def encoded_header(
     meta_raw: bytes | None, labels_raw: bytes | None, where: Path, library: str
 ) -> tuple[int, np.ndarray]:

@@ -32,11 +32,11 @@ from imgbench.stores.base import (
     PARALLEL_MIN_IMAGES,
     Store,
     article_labels,
+    blob_ext,
     fork_map,
     ranges,
     shared_array,
 )
-from imgbench.stores.tar import blob_ext  # the one sniffer (tar names members by it)
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 10_000

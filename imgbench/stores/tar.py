@@ -79,7 +79,7 @@ from pathlib import Path
 import numpy as np
 
 from imgbench.errors import StoreError
-from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store, fork_map, shared_array
+from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store, blob_ext, fork_map, shared_array
 
 INDEX, LABELS, META = "index.npy", "labels.npy", "shards.json"
 BLOCK = tarfile.BLOCKSIZE  # 512
@@ -270,20 +270,6 @@ class _Shards:
 
 
 # --- payload: encoded (issue 13) ----------------------------------------------------------
-def blob_ext(blob: bytes | memoryview) -> str:
-    """The extension of an encoded image, sniffed from its magic bytes: ``jpg``, ``png``,
-    ``webp``, else ``bin`` (WebDataset picks its decoder by it; the PNG store names its
-    files by it)."""
-    head = bytes(blob[:12])
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if head.startswith(b"\x89PNG"):
-        return "png"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return "bin"
-
-
 def _write_encoded_shards(bounds: tuple[int, int]) -> None:
     """Write shards [first, stop) of blobs: ``<key>.<ext>`` + ``<key>.cls`` per sample; the
     shard, data offset and length of every blob into the shared index."""

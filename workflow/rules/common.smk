@@ -24,8 +24,9 @@ SOURCE = "folder" if config["images_dir"] else "cifar"
 ARTICLE_N = 100_000  # the article's 50,000 CIFAR training images, doubled
 if SOURCE == "folder":
     try:
-        FOLDER_FILES = folder.count(config["images_dir"])
-        FOLDER_SIGNATURE = folder.signature(config["images_dir"])
+        _listed = folder.listing(config["images_dir"])[1]  # names only, walked once
+        FOLDER_FILES = len(_listed)
+        FOLDER_SIGNATURE = folder.signature(config["images_dir"], _listed)
     except BenchError as exc:
         raise WorkflowError(f"config key images_dir: {exc}")
     # bad_images: skip: a scan that skipped files left their count for this parse
