@@ -186,3 +186,60 @@ def test_a_resized_store_records_lmdb_pages_beside_du(tmp_path: Path) -> None:
     assert du["lmdb_stat"]["overflow_pages"] >= 25 * 3  # 12 KB values: 3+ pages each
     images = np.load(tmp_path / "results/data/cifar64/images.npy")
     assert images.shape[1:] == (64, 64, 3)
+
+
+def _dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "-n",
+            "--cores",
+            "2",
+            "-d",
+            str(tmp_path),
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_epoch_sizes_reads_epochs_at_the_listed_sizes_only(tmp_path: Path) -> None:
+    proc = _dry_run(
+        tmp_path,
+        "--config",
+        "image_sizes=[32,64]",
+        "epoch_sizes=[64]",
+        "formats=[lmdb]",
+        "modes=[tuned]",
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-2000:]
+    assert "results/stores/cifar32/tuned/lmdb/100000" in text  # stores: every size
+    for rule in ("read_epoch_warm", "read_epoch_cold", "train_warm", "train_cold"):
+        assert f"results/timings/{rule}/cifar64/tuned/lmdb/" in text, rule
+        assert f"results/timings/{rule}/cifar32/" not in text, rule
+
+
+def test_epoch_sizes_outside_image_sizes_stops_with_one_line(tmp_path: Path) -> None:
+    proc = _dry_run(tmp_path, "--config", "image_sizes=[32,64]", "epoch_sizes=[32,128]")
+    assert proc.returncode != 0
+    assert "config key epoch_sizes: [128] not in image_sizes [32, 64]" in proc.stdout + proc.stderr
+
+
+def test_the_full_sweep_profile_plans_every_size_and_epochs_at_32_px(tmp_path: Path) -> None:
+    """The README's full-sweep command: its profile validates and plans what it says."""
+    proc = _dry_run(tmp_path, "--workflow-profile", str(REPO / "profiles" / "full"))
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-2000:]
+    for size, n in ((32, 100000), (64, 25000), (128, 6250), (256, 1562)):
+        assert f"results/stores/cifar{size}/tuned/tiledb/{n}" in text, size
+        assert f"results/timings/write_writers/cifar{size}/tuned/png/{n}_w4.json" in text
+    assert "results/timings/read_epoch_cold/cifar32/article/png/random_r4_thread.json" in text
+    assert "results/timings/train_warm/cifar32/tuned/leveldb/r4_thread_0.064s.json" in text
+    assert "results/timings/read_epoch_warm/cifar64/" not in text
+    assert "results/timings/train_cold/cifar256/" not in text

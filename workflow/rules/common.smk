@@ -51,6 +51,12 @@ def _check_config():
             f"config key cutoffs: {too_big} exceed n_images={config['n_images']}; "
             "lower the cutoffs or raise n_images"
         )
+    stray = sorted(set(config["epoch_sizes"] or []) - set(config["image_sizes"]))
+    if stray:
+        raise WorkflowError(
+            f"config key epoch_sizes: {stray} not in image_sizes {config['image_sizes']}; "
+            "add them to image_sizes or drop them from epoch_sizes"
+        )
     if not COMBOS:
         raise WorkflowError(
             f"config keys formats/modes: no format implements modes {config['modes']}"
@@ -87,6 +93,12 @@ N_IMAGES = {
     sizes.data_key(s, SOURCE): _scale(config["n_images"], s)
     for s in config["image_sizes"]
 }
+# Epochs and training read the largest store of these sizes only (null: every image size):
+# the full sweep reads at 32 px, since epochs at four sizes would take about four times its
+# hours, while its stores and whole-store reads cover every size.
+EPOCH_SIZES = set(
+    config["image_sizes"] if config["epoch_sizes"] is None else config["epoch_sizes"]
+)
 ENCODED = sizes.encoded_key(SOURCE) if config["payload"] == "encoded" else None
 if ENCODED:
     DATASETS[ENCODED] = CUTOFFS
@@ -226,14 +238,17 @@ def build_threads(wildcards):
     return max(config["writers"], default=1) if wildcards.mode == "tuned" else 1
 
 
-def targets(path, n=None, encoded=False, **axes):
+def targets(path, n=None, encoded=False, epochs=False, **axes):
     """*path* for every data variant, (mode, format) pair and combination of the *axes*
     values; *n*: "cutoffs" (each variant's cutoffs), "largest" (its largest) or None.
-    Encoded data only where *encoded* (its stores are built, read whole and measured).
+    Encoded data only where *encoded* (its stores are built, read whole and measured);
+    only the sizes in epoch_sizes where *epochs*.
     """
     out = []
     for data, cuts in DATASETS.items():
         if sizes.is_encoded(data) and not encoded:
+            continue
+        if epochs and sizes.size_of(data) not in EPOCH_SIZES:
             continue
         ns = {None: [None], "cutoffs": cuts, "largest": cuts[-1:]}[n]
         for m, f in ENCODED_COMBOS if sizes.is_encoded(data) else COMBOS:
@@ -276,6 +291,7 @@ EPOCHS = [
         "results/timings/read_epoch_{cache}/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json",
         cache=["warm", "cold"],
         pattern=config["access_patterns"],
+        epochs=True,
         **_READERS,
     )
     if not Path(t).name.startswith("buffered_") or stores.streams(Path(t).parent.name)
@@ -286,6 +302,7 @@ CAPPED = (
         pattern=[
             "shuffled"
         ],  # MLPerf Storage's case: shuffled epochs, one after another
+        epochs=True,
         **_READERS,
     )
     if config["page_cache_cap"]
@@ -295,6 +312,7 @@ TRAINING = targets(
     "results/timings/train_{cache}/{data}/{mode}/{fmt}/r{readers}_{kind}_{compute}s.json",
     cache=["warm", "cold"],
     compute=config["computation_time"],
+    epochs=True,
     **_READERS,
 )
 # Writer scaling: tuned formats that can use several writer processes, largest store only.
