@@ -120,6 +120,20 @@ def test_run_without_the_timing_cap_stops_before_any_job(tmp_path: Path, extra) 
         smk("-n", "--cores", "2", "-d", str(tmp_path), "--resources", "foo=1", "timing_slots=100")
 
 
+@pytest.mark.parametrize("profile", ["default", "full"])
+def test_local_profiles_keep_the_scheduler_asleep_during_timed_jobs(profile: str) -> None:
+    """Snakemake's rate limiter re-arms a timer per scheduling pass: with its 1-s default every
+    finished job added a chain waking the scheduler each second (30-42 % of a core beside
+    the timed job after 60 jobs). The local profiles set a span no run reaches, and a limit
+    no run hits."""
+    import yaml
+    from snakemake.settings.types import MaxJobsPerTimespan
+
+    conf = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())
+    limit = MaxJobsPerTimespan.parse_choice(conf["max-jobs-per-timespan"])
+    assert limit.timespan >= 86400 and limit.max_jobs >= 100_000
+
+
 def test_unknown_format_names_the_allowed_ones(tmp_path: Path) -> None:
     proc = smk("-n", "--cores", "1", "-d", str(tmp_path), "--config", "formats=[tiff]", check=False)
     assert proc.returncode != 0
