@@ -155,6 +155,29 @@ if workflow.is_main_process and (not isinstance(TIMING_SLOTS, int) or TIMING_SLO
     )
 TIMING_SLOTS = TIMING_SLOTS if isinstance(TIMING_SLOTS, int) else 1
 
+
+# Keep Snakemake's scheduler asleep while a job is timed. Its job rate limiter (100 jobs per
+# 1 s by default) arms a 1-s timer on every scheduling pass, so each finished job adds a
+# timer chain that wakes the scheduler once a second for the rest of the run: after 60 jobs
+# of the full sweep the snakemake process took 30-42 % of a core beside the timed job, and
+# 2-reader epochs got 1.33 of the 2 cores (1.9 with the same job alone). A long span in the
+# profile stops the wake-ups but its timers (non-daemon threads) then hold the finished run
+# open. A local run submits nowhere, so it needs no limiter; a cluster keeps its limiter
+# (it paces submissions, and the timed jobs run on other nodes).
+onstart:
+    if workflow.local_exec:
+        if not hasattr(workflow.scheduler, "job_rate_limiter"):
+            raise WorkflowError(
+                "this Snakemake has no JobScheduler.job_rate_limiter: check that its "
+                "scheduler no longer wakes during jobs, then update workflow/rules/common.smk"
+            )
+        workflow.scheduler.job_rate_limiter = None
+        print(
+            "local run: Snakemake's job rate limiter off (no timer wake-ups)",
+            file=sys.stderr,
+        )
+
+
 # The config behind the numbers (figure settings only change how they are drawn).
 MEASURED_CONFIG = {k: v for k, v in config.items() if not k.startswith("figure_")}
 
