@@ -130,8 +130,8 @@ def test_sizes_are_keyed_through_the_tables() -> None:
     assert lm["disk_per_raw"] == pytest.approx(4000 * 1024 / (250 * 64 * 64 * 3))
 
 
-def test_dry_run_of_a_sweep_prints_its_disk_estimate_and_scales_cutoffs(tmp_path: Path) -> None:
-    proc = subprocess.run(
+def _dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             *SNAKEMAKE,
             "-s",
@@ -141,15 +141,18 @@ def test_dry_run_of_a_sweep_prints_its_disk_estimate_and_scales_cutoffs(tmp_path
             "2",
             "-d",
             str(tmp_path),
-            "--config",
-            "image_sizes=[32,64,256]",
-            "formats=[lmdb]",
-            "modes=[tuned]",
+            *args,
         ],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
+    )
+
+
+def test_dry_run_of_a_sweep_prints_its_disk_estimate_and_scales_cutoffs(tmp_path: Path) -> None:
+    proc = _dry_run(
+        tmp_path, "--config", "image_sizes=[32,64,256]", "formats=[lmdb]", "modes=[tuned]"
     )
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-2000:]
@@ -186,26 +189,6 @@ def test_a_resized_store_records_lmdb_pages_beside_du(tmp_path: Path) -> None:
     assert du["lmdb_stat"]["overflow_pages"] >= 25 * 3  # 12 KB values: 3+ pages each
     images = np.load(tmp_path / "results/data/cifar64/images.npy")
     assert images.shape[1:] == (64, 64, 3)
-
-
-def _dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            *SNAKEMAKE,
-            "-s",
-            str(REPO / "Snakefile"),
-            "-n",
-            "--cores",
-            "2",
-            "-d",
-            str(tmp_path),
-            *args,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_epoch_sizes_reads_epochs_at_the_listed_sizes_only(tmp_path: Path) -> None:
