@@ -194,13 +194,18 @@ def _au(au: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _largest_by_size(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of each pixel data set's largest store, with its image size as ``px`` (encoded
+    images have no one size)."""
+    df = df[~df["data"].map(is_encoded)]
+    df = df.assign(px=df["data"].map(size_of))
+    return df[df["n_images"] == df.groupby(["data", "format", "mode"])["n_images"].transform("max")]
+
+
 def _sizes(summary: pd.DataFrame, disk: pd.DataFrame) -> plt.Figure:
     """Per byte across image sizes (each size's largest store: the same raw bytes): warm and
     cold read MB/s, store MB/s, and disk per raw byte."""
-    summary = summary[~summary["data"].map(is_encoded)]  # encoded images have no one size
-    summary = summary.assign(px=summary["data"].map(size_of))
-    largest = summary.groupby(["data", "format", "mode"])["n_images"].transform("max")
-    top = summary[summary["n_images"] == largest]
+    top = _largest_by_size(summary)
     panels = [
         ("write_many", "none", "store MB/s"),
         ("read_many", "warm", "read MB/s, warm"),
@@ -215,9 +220,7 @@ def _sizes(summary: pd.DataFrame, disk: pd.DataFrame) -> plt.Figure:
             ax.plot(g["px"], g["mb_per_s"], style, ms=4, label=f"{fmt} {mode}", color=color(fmt))
         ax.set(xscale="log", yscale="log", title=title, xlabel="image size (px)")
         ax.grid(True, which="both", alpha=0.3)
-    d = disk[~disk["data"].map(is_encoded)]
-    d = d.assign(px=d["data"].map(size_of))
-    d = d[d["n_images"] == d.groupby(["data", "format", "mode"])["n_images"].transform("max")]
+    d = _largest_by_size(disk)
     for (fmt, mode), g in _by_family(d, ["format", "mode"]):
         g = g.sort_values("px")
         style = "-o" if mode == "tuned" else "--s"

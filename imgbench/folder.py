@@ -93,11 +93,6 @@ def listing(images_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
     return classes, files
 
 
-def count(images_dir: Path) -> int:
-    """How many files the folder holds (the default n_images of a folder run)."""
-    return len(listing(images_dir)[1])
-
-
 def signature(images_dir: Path, files: list[tuple[str, int]] | None = None) -> str:
     """A cheap fingerprint of the folder (names, sizes, mtimes) for the DAG: the scan reruns
     when a file is added, removed or rewritten. The checksum itself (bytes) is the scan's.

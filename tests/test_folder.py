@@ -44,7 +44,7 @@ def test_listing_labels_sorted_class_folders(good_dir: Path) -> None:
     classes, files = folder.listing(good_dir)
     assert classes == ["cat", "dog"]  # sorted, as ImageFolder numbers them
     assert files == [("cat/c.webp", 0), ("cat/sub/d.png", 0), ("dog/a.png", 1), ("dog/b.jpg", 1)]
-    assert folder.count(good_dir) == 4
+    assert len(files) == 4  # the default n_images of a folder run (common.smk counts these)
 
 
 def test_label_dtype_widens_with_the_class_count() -> None:

@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from imgbench.errors import StoreError
+
 
 class Store(ABC):
     """Write and read many images with labels; one image; a batch by index."""
@@ -114,8 +116,6 @@ def encoded_header(
     labels values; a store of pixels (or none at all) is refused in one line."""
     meta = json.loads(meta_raw) if meta_raw is not None else {}
     if meta.get("payload") != "encoded" or labels_raw is None:
-        from imgbench.errors import StoreError
-
         raise StoreError(
             f"{where}: not an encoded-payload imgbench {library} store; delete the store "
             "directory and rerun the build"
