@@ -13,7 +13,7 @@ import pytest
 from imgbench import aggregate, sizes
 from imgbench.errors import DataError
 from tests.conftest import random_data
-from tests.test_workflow import REPO, SNAKEMAKE, make_archive, tiny_args
+from tests.test_workflow import REPO, SNAKEMAKE, make_archive, smk, tiny_args
 
 
 def test_scaled_cutoffs_hold_the_same_raw_bytes() -> None:
@@ -131,23 +131,7 @@ def test_sizes_are_keyed_through_the_tables() -> None:
 
 
 def _dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            *SNAKEMAKE,
-            "-s",
-            str(REPO / "Snakefile"),
-            "-n",
-            "--cores",
-            "2",
-            "-d",
-            str(tmp_path),
-            *args,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return smk("-n", "--cores", "2", "-d", str(tmp_path), *args, check=False)
 
 
 def test_dry_run_of_a_sweep_prints_its_disk_estimate_and_scales_cutoffs(tmp_path: Path) -> None:
