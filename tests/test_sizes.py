@@ -13,7 +13,7 @@ import pytest
 from imgbench import aggregate, sizes
 from imgbench.errors import DataError
 from tests.conftest import random_data
-from tests.test_workflow import REPO, SNAKEMAKE, make_archive, smk, tiny_args
+from tests.test_workflow import REPO, make_archive, smk, tiny_args
 
 
 def test_scaled_cutoffs_hold_the_same_raw_bytes() -> None:
@@ -154,19 +154,7 @@ def test_dry_run_of_a_sweep_prints_its_disk_estimate_and_scales_cutoffs(tmp_path
 def test_a_resized_store_records_lmdb_pages_beside_du(tmp_path: Path) -> None:
     make_archive(tmp_path / "cifar.tar.gz", per_batch=10)
     target = "results/du/cifar64/tuned/lmdb/25.json"  # 100 images at 32 px -> 25 at 64 px
-    proc = subprocess.run(
-        [
-            *SNAKEMAKE,
-            "-s",
-            str(REPO / "Snakefile"),
-            *tiny_args(tmp_path, "image_sizes=[32,64]", "formats=[lmdb]"),
-            target,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = smk(*tiny_args(tmp_path, "image_sizes=[32,64]", "formats=[lmdb]"), target, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     du = json.loads((tmp_path / target).read_text())
     assert du["data"] == "cifar64" and du["n_images"] == 25
