@@ -49,6 +49,32 @@ def damage_is_clear(file: Path) -> Iterator[None]:
         raise rebuild(file, f"unreadable ({type(exc).__name__}: {exc})") from exc
 
 
+class MappedFile:
+    """A store file memory-mapped whole, read through ``reader``, a ``pa.BufferReader``
+    over the mapping; ``close`` unmaps it once nothing else holds a slice of it.
+
+    Why not hand pyarrow the ``MemoryMappedFile`` itself: pyarrow reads it on its IO
+    threads (opening an IPC file, pre-buffering Parquet), and those threads let go of their
+    slice of the map a moment after the read has returned. Under load the file was still
+    mapped right after ``close`` after ~5 of 1,000 reads (CI caught it twice), and a mapped
+    page cannot be evicted for the next cold read. A ``BufferReader`` reads on the calling
+    thread, zero-copy slices of the same map: none of 4,000 reads left a map, and full
+    reads are as fast warm and cold (``benchmarks/arrow_map_release.py``).
+    """
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        with damage_is_clear(file):
+            self.source = pa.memory_map(str(file))
+        self.whole = self.source.read_buffer()  # zero-copy: the whole mapping
+        self.reader = pa.BufferReader(self.whole)
+
+    def close(self) -> None:
+        """Drop our slices and unmap (at once, if the caller dropped its own)."""
+        self.reader = self.whole = None
+        self.source.close()
+
+
 def to_table(images: np.ndarray, labels: np.ndarray, **extra: Any) -> pa.Table:
     """A two-column table whose image column wraps *images*' memory (no copy); *extra* goes
     into the metadata next to the shape and dtypes."""

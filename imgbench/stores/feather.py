@@ -10,18 +10,20 @@ thus is very useful when used with memory maps", and reading from a memory map i
 zero-copy (https://arrow.apache.org/docs/python/ipc.html), while compressed buffers must be
 decompressed into memory (random pixels do not compress anyway).
 
-Reads go through ``pa.memory_map`` + ``pa.ipc.open_file``. ``read_many`` maps the file,
-takes the zero-copy table and copies the image chunks once into one array (a lazy memmap
-would not be a read). ``batch_reader`` keeps the map open and, for an uncompressed file,
-notes once where every row's pixels sit in the map (record-batch buffer addresses plus the
-cumulative row offsets), so a batch is one numpy fancy-index gather straight from the
-mapped pages, as ``np.load(mmap_mode="r")[idx]`` does, with no table materialised; labels
-are read once. With compression, each touched record batch is decompressed whole, so the
-batch size is then the unit of random access (small batches needed; and with random
-pixels Arrow stores the buffers uncompressed anyway, as compression does not shrink them).
-Uncompressed, the batch size only sets how many batches ``batch_reader`` inspects when it
-opens (~0.1 ms each): the default is pyarrow's own 65,536 rows (1,024-row batches cost
-~13 ms per open for 100k images, a quarter of a warm epoch).
+Reads go through ``pa.memory_map`` + ``pa.ipc.open_file``, over a ``BufferReader`` of the
+map (:class:`~imgbench.stores._arrow.MappedFile`: pyarrow's IO threads kept slices of its
+own mapped file a moment after a read). ``read_many`` maps the file, takes the zero-copy
+table and copies the image chunks once into one array (a lazy memmap would not be a read).
+``batch_reader`` keeps the map open and, for an uncompressed file, notes once where every
+row's pixels sit in the map (record-batch buffer addresses plus the cumulative row
+offsets), so a batch is one numpy fancy-index gather straight from the mapped pages, as
+``np.load(mmap_mode="r")[idx]`` does, with no table materialised; labels are read once.
+With compression, each touched record batch is decompressed whole, so the batch size is
+then the unit of random access (small batches needed; and with random pixels Arrow stores
+the buffers uncompressed anyway, as compression does not shrink them). Uncompressed, the
+batch size only sets how many batches ``batch_reader`` inspects when it opens (~0.1 ms
+each): the default is pyarrow's own 65,536 rows (1,024-row batches cost ~13 ms per open for
+100k images, a quarter of a warm epoch).
 
 Encoded payload (issue 13): the same file and options with ``image`` a ``binary`` column
 (``large_binary`` past 2 GiB in all) of the original files' bytes. ``read_encoded`` maps
@@ -45,6 +47,7 @@ from imgbench.stores._arrow import (
     LABEL,
     ArrowStore,
     EncodedMeta,
+    MappedFile,
     Meta,
     blobs_of,
     copy_images,
@@ -69,24 +72,26 @@ def codec(value: str | None) -> str:
 
 
 class _Mapped:
-    """One store's file mapped and opened (refusing a damaged footer or schema)."""
+    """One store's file mapped and opened (refusing a damaged footer or schema), read on
+    the calling thread through :class:`~imgbench.stores._arrow.MappedFile`."""
 
     def __init__(self, file: Path, meta: type[Meta] = Meta) -> None:
         self.file = file
-        with damage_is_clear(file):
-            self.source = pa.memory_map(str(file))
-            try:
-                self.reader = ipc.open_file(self.source)
+        self.map = MappedFile(file)
+        self.whole = self.map.whole
+        try:
+            with damage_is_clear(file):
+                self.reader = ipc.open_file(self.map.reader)
                 self.meta = meta(self.reader.schema, file)
-            except BaseException:
-                self.source.close()
-                raise
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Unmap now: the reader (its footer) and every buffer taken from the map pin it,
         and a mapped page cannot be evicted for a cold read."""
-        self.reader = None
-        self.source.close()
+        self.reader = self.whole = None
+        self.map.close()
 
 
 class _Batches:
@@ -113,9 +118,7 @@ class _Batches:
     def _offsets(self, reader: ipc.RecordBatchFileReader) -> np.ndarray | None:
         """Byte offset in the file of every row's pixels; None if the pixels are not in the
         map (compressed batches decode into memory)."""
-        source, nbytes = self.mapped.source, self.meta.nbytes
-        source.seek(0)
-        whole = source.read_buffer()  # zero-copy: the whole mapping
+        whole, nbytes = self.mapped.whole, self.meta.nbytes
         offsets = np.empty(self.meta.n, dtype=np.int64)
         with damage_is_clear(self.mapped.file):
             for b in range(reader.num_record_batches):
@@ -217,8 +220,7 @@ class TunedFeather(ArrowStore):
         try:
             with damage_is_clear(mapped.file):
                 table = mapped.reader.read_all()
-                mapped.source.seek(0)
-                whole = mapped.source.read_buffer()  # zero-copy: the whole mapping
+            whole = mapped.whole
             blobs = blobs_of(table.column(IMAGE).chunks, whole)
             labels = labels_of(table.column(LABEL), mapped.meta)
         finally:

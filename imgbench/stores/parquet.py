@@ -29,7 +29,9 @@ CPU when measured, so they are off, as no other format here checksums pixels eit
 
 Reads are memory-mapped. ``read_many`` pre-buffers (pyarrow prefetches the column chunks
 with parallel reads: as fast warm, several times faster cold), reads both columns and
-copies the image chunks once into one array. ``batch_reader`` opens without pre-buffering
+copies the image chunks once into one array; it reads the map through a ``BufferReader``
+(:class:`~imgbench.stores._arrow.MappedFile`: pyarrow's own memory-mapped file,
+pre-buffered, stayed mapped a moment after the read). ``batch_reader`` opens without pre-buffering
 (it halved warm batch throughput and did not reliably help cold batches), maps indices to
 row groups with the footer's row counts, reads only the touched groups' image column in one
 ``read_row_groups`` call, ``take``s the rows in batch order and copies them once into the
@@ -57,6 +59,7 @@ from imgbench.stores._arrow import (
     LABEL,
     ArrowStore,
     EncodedMeta,
+    MappedFile,
     Meta,
     PerThread,
     blobs_of,
@@ -81,8 +84,12 @@ def codec(value: str | None) -> str:
     return name
 
 
-def open_file(file: Path, pre_buffer: bool = False) -> pq.ParquetFile:
-    """Open for reading, memory-mapped; a damaged footer raises a StoreError."""
+def open_file(file: Path | MappedFile, pre_buffer: bool = False) -> pq.ParquetFile:
+    """Open for reading, memory-mapped (by pyarrow, or through *file* if it is already
+    mapped); a damaged footer raises a StoreError."""
+    if isinstance(file, MappedFile):
+        with damage_is_clear(file.file):
+            return pq.ParquetFile(file.reader, pre_buffer=pre_buffer)
     with damage_is_clear(file):
         return pq.ParquetFile(file, memory_map=True, pre_buffer=pre_buffer)
 
@@ -154,32 +161,34 @@ class TunedParquet(ArrowStore):
         )
 
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        file = path / FILE
-        pf = open_file(file, pre_buffer=True)  # as fast warm, much faster cold
+        mapped = MappedFile(path / FILE)
         try:
-            meta = Meta(pf.schema_arrow, file)
-            with damage_is_clear(file):
+            pf = open_file(mapped, pre_buffer=True)  # as fast warm, much faster cold
+            meta = Meta(pf.schema_arrow, mapped.file)
+            with damage_is_clear(mapped.file):
                 table = pf.read(columns=[IMAGE, LABEL], use_threads=False)  # threads: no gain
             images = copy_images(table.column(0).chunks, meta)
             labels = labels_of(table.column(1), meta)
+            del table, pf  # both hold slices of the map
         finally:
-            pf.close()
+            mapped.close()
         return images, labels
 
     def read_encoded(self, path: Path) -> tuple[list[memoryview], np.ndarray]:
         # As read_many; the decoded binary column is memory of its own (PLAIN byte arrays
         # are length-prefixed in the file, so decoding copies them out of the map): every
         # blob is a memoryview of it, no further copy.
-        file = path / FILE
-        pf = open_file(file, pre_buffer=True)
+        mapped = MappedFile(path / FILE)
         try:
-            meta = EncodedMeta(pf.schema_arrow, file)
-            with damage_is_clear(file):
+            pf = open_file(mapped, pre_buffer=True)
+            meta = EncodedMeta(pf.schema_arrow, mapped.file)
+            with damage_is_clear(mapped.file):
                 table = pf.read(columns=[IMAGE, LABEL], use_threads=False)
             blobs = blobs_of(table.column(0).chunks)
             labels = labels_of(table.column(1), meta)
+            del table, pf  # both hold slices of the map
         finally:
-            pf.close()
+            mapped.close()
         if len(blobs) != meta.n:
-            raise rebuild(file, f"{len(blobs)} images, but its metadata says {meta.n}")
+            raise rebuild(mapped.file, f"{len(blobs)} images, but its metadata says {meta.n}")
         return blobs, labels
