@@ -55,10 +55,10 @@ class MappedFile:
 
     Why not hand pyarrow the ``MemoryMappedFile`` itself: pyarrow reads it on its IO
     threads (opening an IPC file, pre-buffering Parquet), and those threads let go of their
-    slice of the map a moment after the read has returned. Under load the file was still
-    mapped right after ``close`` after ~5 of 1,000 reads (CI caught it twice), and a mapped
-    page cannot be evicted for the next cold read. A ``BufferReader`` reads on the calling
-    thread, zero-copy slices of the same map: none of 4,000 reads left a map, and full
+    slice of the map a moment after the read has returned: the file was still mapped
+    right after 1 to 7 of 1,000 reads (a CI run failed on it), and a mapped page cannot be
+    evicted for the next cold read. A ``BufferReader`` reads on the calling thread,
+    zero-copy slices of the same map: none of 4,000 reads under load left a map, and full
     reads are as fast warm and cold (``benchmarks/arrow_map_release.py``).
     """
 
