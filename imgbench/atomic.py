@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,41 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+#: A build its job no longer needs is deleted at once, unless its directory holds at least
+#: this many files: then it stays, hidden, until the run ends (:func:`sweep_deferred`).
+DEFER_MIN_FILES = 1_000
+#: Where the deferred builds are, relative to the results directory: a store's hidden
+#: siblings ``.<name>.tmp-<pid>.build<k>`` (no glob here descends into a store).
+DEFERRED_GLOBS = ("stores*/*/*/*/.*.tmp-*.build*",)
+
+
+def holds_many_files(path: Path, limit: int | None = None) -> bool:
+    """Whether directory *path* holds at least *limit* entries (stops counting there).
+
+    Why deletes of many files wait: this machine's root file system is ext4 without a
+    journal, where the inode allocator skips every inode deleted in the last 60 s (360 s
+    while its inode-table block is dirty), reading that block for each, inside the
+    directory lock. Builds of 100,000 PNG files right after deleting 200,000 took 59 s with
+    one writer and 47 s with two, against 13 and 7 s a few minutes later
+    (``benchmarks/delete_wake.py``); a store of one file frees one inode and costs nothing.
+    """
+    limit = DEFER_MIN_FILES if limit is None else limit
+    if not path.is_dir() or path.is_symlink():
+        return False
+    with os.scandir(path) as entries:
+        return any(k + 1 >= limit for k, _ in enumerate(entries))
+
+
+def sweep_deferred(results: Path) -> tuple[int, float]:
+    """Delete the builds jobs deferred (all of them: call when no job runs, at the end of a
+    run); return how many and the seconds it took."""
+    t0 = time.perf_counter()
+    found = [p for pattern in DEFERRED_GLOBS for p in Path(results).glob(pattern)]
+    for path in found:
+        remove(path)
+    return len(found), time.perf_counter() - t0
 
 
 def tmp_name(final: Path) -> Path:

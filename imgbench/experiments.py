@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from imgbench import cache, verify
-from imgbench.atomic import atomic_path, fsync_tree, remove
+from imgbench.atomic import atomic_path, fsync_tree, holds_many_files, remove
 from imgbench.data import load_source
 from imgbench.du import disk_use
 from imgbench.errors import BenchError, DataError, StoreError
@@ -193,9 +193,13 @@ def _build(job: Job) -> Result:
                     flush=lambda _: fsync_tree(tmp),  # the same flush for every format
                 )
         finally:
-            for old in kept:  # outside every timed section; disk use <= warmup + repeats
+            # Outside every timed section. A build of many files is left for the end of the
+            # run (its delete would slow the next job's timed builds: holds_many_files), so
+            # disk use grows by up to warmup + repeats - 1 builds per such store until then.
+            gone = [old for old in kept if not holds_many_files(old)]
+            for old in gone:
                 remove(old)
-            if kept:
+            if gone:
                 fsync_tree(job.store.parent)
     res.extra["options"] = dict(store.options)
     res.extra["library_sync"] = store.library_sync

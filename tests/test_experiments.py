@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgbench import cache, experiments, verify
+from imgbench import atomic, cache, experiments, verify
 from imgbench.data import load_source
 from imgbench.errors import StoreError, VerificationError
 from imgbench.timing import process_age
@@ -134,6 +134,24 @@ def test_chunked_verify_finds_difference_in_later_chunk(source, monkeypatch) -> 
     with pytest.raises(VerificationError, match="first at index 1100"):
         verify.against_source("x", (got, labels), images, labels)
     verify.against_source("x", (images.copy(), labels.copy()), images, np.asarray(labels))
+
+
+@pytest.mark.parametrize(("fmt", "deferred"), [("png", 2), ("npy", 0)])
+def test_earlier_builds_of_many_files_wait_for_the_end_of_the_run(
+    tmp_path: Path, source, monkeypatch, fmt: str, deferred: int
+) -> None:
+    # Deleting many files slows the next job's timed builds (journal-less ext4): such builds
+    # stay hidden until sweep_deferred; a store of few files is deleted by its own job.
+    monkeypatch.setattr(atomic, "DEFER_MIN_FILES", 50)
+    store = tmp_path / "results" / "stores" / "cifar32" / "tuned" / fmt / "100"
+    job = make_job(tmp_path, source[:2], fmt, "tuned", 100, repeats=2, warmup=1, store=store)
+    experiments.build_store(job)
+    left = sorted(store.parent.glob(".100.tmp-*.build*"))
+    assert len(left) == deferred
+    assert all(len(list(old.iterdir())) == len(list(store.iterdir())) for old in left)
+    assert atomic.sweep_deferred(tmp_path / "results")[0] == deferred
+    assert not list(store.parent.glob(".*")), "a deferred build outlived the sweep"
+    assert len(list(store.iterdir())) == (101 if fmt == "png" else 2)  # the store stays
 
 
 @pytest.mark.parametrize("fmt", ["png", "hdf5", "npy"])
