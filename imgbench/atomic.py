@@ -33,8 +33,8 @@ def holds_many_files(path: Path, limit: int | None = None) -> bool:
     Why deletes of many files wait: this machine's root file system is ext4 without a
     journal, where the inode allocator skips every inode deleted in the last 60 s (360 s
     while its inode-table block is dirty), reading that block for each, inside the
-    directory lock. Builds of 100,000 PNG files right after deleting 200,000 took 59 s with
-    one writer and 47 s with two, against 13 and 7 s a few minutes later
+    directory lock. A build of 100,000 PNG files right after deleting 200,000 took 61 s
+    (50 s of it in the kernel) against 14 s on a quiet file system
     (``benchmarks/delete_wake.py``); a store of one file frees one inode and costs nothing.
     """
     limit = DEFER_MIN_FILES if limit is None else limit
