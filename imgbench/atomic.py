@@ -22,13 +22,18 @@ def remove(path: Path) -> None:
 #: A build its job no longer needs is deleted at once, unless its directory holds at least
 #: this many files: then it stays, hidden, until the run ends (:func:`sweep_deferred`).
 DEFER_MIN_FILES = 1_000
-#: Where the deferred builds are, relative to the results directory: a store's hidden
-#: siblings ``.<name>.tmp-<pid>.build<k>`` (no glob here descends into a store).
-DEFERRED_GLOBS = ("stores*/*/*/*/.*.tmp-*.build*",)
+#: Where deferred builds are, relative to the results directory: a store's hidden siblings
+#: named by :func:`set_aside` (the glob never descends into a store).
+DEFERRED_GLOB = "stores*/*/*/*/.*.tmp-*.build*"
 
 
-def holds_many_files(path: Path, limit: int | None = None) -> bool:
-    """Whether directory *path* holds at least *limit* entries (stops counting there).
+def set_aside(tmp: Path, k: int) -> Path:
+    """The name the *k*-th earlier build in temporary directory *tmp* is renamed to."""
+    return tmp.with_name(f"{tmp.name}.build{k}")
+
+
+def holds_many_files(path: Path) -> bool:
+    """Whether directory *path* holds at least DEFER_MIN_FILES entries (stops counting there).
 
     Why deletes of many files wait: this machine's root file system is ext4 without a
     journal, where the inode allocator skips every inode deleted in the last 60 s (360 s
@@ -37,18 +42,17 @@ def holds_many_files(path: Path, limit: int | None = None) -> bool:
     (50 s of it in the kernel) against 14 s on a quiet file system
     (``benchmarks/delete_wake.py``); a store of one file frees one inode and costs nothing.
     """
-    limit = DEFER_MIN_FILES if limit is None else limit
     if not path.is_dir() or path.is_symlink():
         return False
     with os.scandir(path) as entries:
-        return any(k + 1 >= limit for k, _ in enumerate(entries))
+        return any(k + 1 >= DEFER_MIN_FILES for k, _ in enumerate(entries))
 
 
 def sweep_deferred(results: Path) -> tuple[int, float]:
     """Delete the builds jobs deferred (all of them: call when no job runs, at the end of a
     run); return how many and the seconds it took."""
     t0 = time.perf_counter()
-    found = [p for pattern in DEFERRED_GLOBS for p in Path(results).glob(pattern)]
+    found = list(Path(results).glob(DEFERRED_GLOB))
     for path in found:
         remove(path)
     return len(found), time.perf_counter() - t0

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from imgbench import cache, verify
-from imgbench.atomic import atomic_path, fsync_tree, holds_many_files, remove
+from imgbench.atomic import atomic_path, fsync_tree, holds_many_files, remove, set_aside
 from imgbench.data import load_source
 from imgbench.du import disk_use
 from imgbench.errors import BenchError, DataError, StoreError
@@ -173,7 +173,7 @@ def _build(job: Job) -> Result:
             # builds took 65-67 s right after deleting the previous repeat's files, 16 s
             # without): the previous build is renamed aside and deleted after the last one.
             if tmp.exists():
-                kept.append(tmp.with_name(f"{tmp.name}.build{len(kept)}"))
+                kept.append(set_aside(tmp, len(kept)))
                 os.rename(tmp, kept[-1])
             tmp.mkdir(parents=True)
             # Untimed: flush the rename and the new directory, so the timed flush below

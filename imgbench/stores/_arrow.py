@@ -50,8 +50,9 @@ def damage_is_clear(file: Path) -> Iterator[None]:
 
 
 class MappedFile:
-    """A store file memory-mapped whole, read through ``reader``, a ``pa.BufferReader``
-    over the mapping; ``close`` unmaps it once nothing else holds a slice of it.
+    """A store file memory-mapped whole (``whole``), read through ``stream``, a
+    ``pa.BufferReader`` over the mapping; ``close`` unmaps it once nothing else holds a
+    slice of it.
 
     Why not hand pyarrow the ``MemoryMappedFile`` itself: pyarrow reads it on its IO
     threads (opening an IPC file, pre-buffering Parquet), and those threads let go of their
@@ -67,11 +68,11 @@ class MappedFile:
         with damage_is_clear(file):
             self.source = pa.memory_map(str(file))
         self.whole = self.source.read_buffer()  # zero-copy: the whole mapping
-        self.reader = pa.BufferReader(self.whole)
+        self.stream = pa.BufferReader(self.whole)
 
     def close(self) -> None:
         """Drop our slices and unmap (at once, if the caller dropped its own)."""
-        self.reader = self.whole = None
+        self.stream = self.whole = None
         self.source.close()
 
 

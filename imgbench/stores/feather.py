@@ -71,17 +71,15 @@ def codec(value: str | None) -> str:
     return name
 
 
-class _Mapped:
-    """One store's file mapped and opened (refusing a damaged footer or schema), read on
-    the calling thread through :class:`~imgbench.stores._arrow.MappedFile`."""
+class _Mapped(MappedFile):
+    """One store's file mapped and opened as an IPC file (refusing a damaged footer or
+    schema), read on the calling thread."""
 
     def __init__(self, file: Path, meta: type[Meta] = Meta) -> None:
-        self.file = file
-        self.map = MappedFile(file)
-        self.whole = self.map.whole
+        super().__init__(file)
         try:
             with damage_is_clear(file):
-                self.reader = ipc.open_file(self.map.reader)
+                self.reader = ipc.open_file(self.stream)
                 self.meta = meta(self.reader.schema, file)
         except BaseException:
             self.close()
@@ -90,8 +88,8 @@ class _Mapped:
     def close(self) -> None:
         """Unmap now: the reader (its footer) and every buffer taken from the map pin it,
         and a mapped page cannot be evicted for a cold read."""
-        self.reader = self.whole = None
-        self.map.close()
+        self.reader = None
+        super().close()
 
 
 class _Batches:
@@ -216,15 +214,14 @@ class TunedFeather(ArrowStore):
         # is closed here); every blob is a memoryview of that copy. Compressed batches are
         # decompressed into memory already: used as they are.
         mapped = _Mapped(path / FILE, EncodedMeta)
-        table = whole = None
+        table = None
         try:
             with damage_is_clear(mapped.file):
                 table = mapped.reader.read_all()
-            whole = mapped.whole
-            blobs = blobs_of(table.column(IMAGE).chunks, whole)
+            blobs = blobs_of(table.column(IMAGE).chunks, mapped.whole)
             labels = labels_of(table.column(LABEL), mapped.meta)
         finally:
-            del table, whole  # both pin the map: drop them before unmapping
+            del table  # the zero-copy table pins the map: drop it before unmapping
             mapped.close()
         if len(blobs) != mapped.meta.n:
             raise rebuild(

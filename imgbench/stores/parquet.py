@@ -31,12 +31,12 @@ Reads are memory-mapped. ``read_many`` pre-buffers (pyarrow prefetches the colum
 with parallel reads: as fast warm, several times faster cold), reads both columns and
 copies the image chunks once into one array; it reads the map through a ``BufferReader``
 (:class:`~imgbench.stores._arrow.MappedFile`: pyarrow's own memory-mapped file,
-pre-buffered, stayed mapped a moment after the read). ``batch_reader`` opens without pre-buffering
-(it halved warm batch throughput and did not reliably help cold batches), maps indices to
-row groups with the footer's row counts, reads only the touched groups' image column in one
-``read_row_groups`` call, ``take``s the rows in batch order and copies them once into the
-output; labels are read once per reader. Each reading thread gets its own ``ParquetFile``
-(sharing one is not documented as safe).
+pre-buffered, stayed mapped a moment after the read). ``batch_reader`` opens without
+pre-buffering (it halved warm batch throughput and did not reliably help cold batches),
+maps indices to row groups with the footer's row counts, reads only the touched groups'
+image column in one ``read_row_groups`` call, ``take``s the rows in batch order and copies
+them once into the output; labels are read once per reader. Each reading thread gets its
+own ``ParquetFile`` (sharing one is not documented as safe).
 
 Encoded payload (issue 13): the same file and writer options (``parquet_row_group_images``
 rows per row group, codec, no dictionary, no statistics) with ``image`` a ``binary``
@@ -47,7 +47,8 @@ the decoded values buffers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -84,14 +85,27 @@ def codec(value: str | None) -> str:
     return name
 
 
-def open_file(file: Path | MappedFile, pre_buffer: bool = False) -> pq.ParquetFile:
-    """Open for reading, memory-mapped (by pyarrow, or through *file* if it is already
-    mapped); a damaged footer raises a StoreError."""
-    if isinstance(file, MappedFile):
-        with damage_is_clear(file.file):
-            return pq.ParquetFile(file.reader, pre_buffer=pre_buffer)
+def open_file(file: Path, pre_buffer: bool = False) -> pq.ParquetFile:
+    """Open for reading, memory-mapped; a damaged footer raises a StoreError."""
     with damage_is_clear(file):
         return pq.ParquetFile(file, memory_map=True, pre_buffer=pre_buffer)
+
+
+@contextlib.contextmanager
+def _whole_table(file: Path, meta_type: type[Meta]) -> Iterator[tuple[pa.Table, Meta]]:
+    """Both columns of the whole file and its metadata; unmapped on exit (once the caller
+    drops the table). Pre-buffered: as fast warm, much faster cold."""
+    mapped = MappedFile(file)
+    try:
+        with damage_is_clear(file):
+            pf = pq.ParquetFile(mapped.stream, pre_buffer=True)
+        meta = meta_type(pf.schema_arrow, file)
+        with damage_is_clear(file):
+            table = pf.read(columns=[IMAGE, LABEL], use_threads=False)  # threads: no gain
+        del pf  # it holds slices of the map
+        yield table, meta
+    finally:
+        mapped.close()
 
 
 class _Batches:
@@ -161,34 +175,17 @@ class TunedParquet(ArrowStore):
         )
 
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        mapped = MappedFile(path / FILE)
-        try:
-            pf = open_file(mapped, pre_buffer=True)  # as fast warm, much faster cold
-            meta = Meta(pf.schema_arrow, mapped.file)
-            with damage_is_clear(mapped.file):
-                table = pf.read(columns=[IMAGE, LABEL], use_threads=False)  # threads: no gain
-            images = copy_images(table.column(0).chunks, meta)
-            labels = labels_of(table.column(1), meta)
-            del table, pf  # both hold slices of the map
-        finally:
-            mapped.close()
-        return images, labels
+        with _whole_table(path / FILE, Meta) as (table, meta):
+            return copy_images(table.column(0).chunks, meta), labels_of(table.column(1), meta)
 
     def read_encoded(self, path: Path) -> tuple[list[memoryview], np.ndarray]:
         # As read_many; the decoded binary column is memory of its own (PLAIN byte arrays
         # are length-prefixed in the file, so decoding copies them out of the map): every
         # blob is a memoryview of it, no further copy.
-        mapped = MappedFile(path / FILE)
-        try:
-            pf = open_file(mapped, pre_buffer=True)
-            meta = EncodedMeta(pf.schema_arrow, mapped.file)
-            with damage_is_clear(mapped.file):
-                table = pf.read(columns=[IMAGE, LABEL], use_threads=False)
+        file = path / FILE
+        with _whole_table(file, EncodedMeta) as (table, meta):
             blobs = blobs_of(table.column(0).chunks)
             labels = labels_of(table.column(1), meta)
-            del table, pf  # both hold slices of the map
-        finally:
-            mapped.close()
         if len(blobs) != meta.n:
-            raise rebuild(mapped.file, f"{len(blobs)} images, but its metadata says {meta.n}")
+            raise rebuild(file, f"{len(blobs)} images, but its metadata says {meta.n}")
         return blobs, labels
