@@ -36,7 +36,7 @@ include: "workflow/rules/claims.smk"
 
 # Builds of many files that store jobs no longer needed are deleted when the run ends, not
 # by the jobs: on a file system like this machine's, a mass delete slows the timed builds
-# that follow it for minutes (imgbench.atomic.holds_many_files).
+# that follow it for minutes (imgbench.core.atomic.holds_many_files).
 onsuccess:
     sweep_deferred_builds()
 

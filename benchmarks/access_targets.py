@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench import access, cache, verify
-from imgbench.data import load_source
+from imgbench.data.cifar import load_source
+from imgbench.experiments import access
+from imgbench.measure import cache, verify
 from imgbench.stores import get_store
 
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from imgbench.cache import evict
+from imgbench.measure.cache import evict
 from imgbench.stores import get_store
 from imgbench.stores._arrow import IMAGE, LABEL, Meta, copy_images, labels_of
 

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from imgbench import experiments
-from imgbench.cache import can_drop_caches
-from imgbench.job import Job
+from imgbench.core.job import Job
+from imgbench.measure.cache import can_drop_caches
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ FOLDER_OR_ZIP: an image folder, or a zip of one (default ../shared/data/cifar10-
 Prints µs per image (best round) per decoder and file type, the ratio to Pillow, whether
 each decoder's pixels equal Pillow's (libjpeg-turbo's fast path may differ by upsampling;
 each decoder's output is then its own reference, as the pipeline verifies), and the speed-up
-of decoding with 2 threads as the encoded reads do (``imgbench.decode.decode_all``).
+of decoding with 2 threads as the encoded reads do (``imgbench.data.decode.decode_all``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgbench import decode  # noqa: E402
+from imgbench.data import decode  # noqa: E402
 
 
 def _blobs(src: Path, n: int) -> list[bytes]:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.atomic import fsync_tree
-from imgbench.data import read_cifar_archive
+from imgbench.core.atomic import fsync_tree
+from imgbench.data.cifar import read_cifar_archive
 from imgbench.stores import get_store
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from imgbench import experiments
-from imgbench.job import Job
+from imgbench.core.job import Job
 from imgbench.stores import FORMATS
 
 

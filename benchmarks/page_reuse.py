@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.atomic import fsync_tree
+from imgbench.core.atomic import fsync_tree
 
 
 def main() -> None:

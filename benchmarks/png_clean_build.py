@@ -47,7 +47,7 @@ def load_images(images: Path | None, archive: Path | None, n: int) -> np.ndarray
     else:
         # The archive is untrusted: read it through the project's validating reader (safe
         # unpickler, bounded member sizes) instead of a bare pickle.load.
-        from imgbench.data import read_cifar_archive
+        from imgbench.data.cifar import read_cifar_archive
 
         assert archive is not None  # argparse: exactly one of --images / --archive
         arr, _ = read_cifar_archive(archive)

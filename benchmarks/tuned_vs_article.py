@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.atomic import fsync_tree
+from imgbench.core.atomic import fsync_tree
+from imgbench.measure.verify import against_source
 from imgbench.stores import get_store, modes
-from imgbench.verify import against_source
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:  # noqa: ANN001

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgbench.atomic import fsync_tree
-from imgbench.data import load_source
+from imgbench.core.atomic import fsync_tree
+from imgbench.data.cifar import load_source
 from imgbench.stores import get_store
 from imgbench.stores.base import fork_map, ranges
 

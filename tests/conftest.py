@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgbench.job import Job
+from imgbench.core.job import Job
 
 REPO = Path(__file__).resolve().parents[1]
 

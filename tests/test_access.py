@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imgbench import access, experiments
-from imgbench.errors import StoreError, VerificationError
+from imgbench import experiments
+from imgbench.core.errors import StoreError, VerificationError
+from imgbench.experiments import access, epochs
 from imgbench.stores import get_store
 from imgbench.stores.npy import NpyStore
 from tests.conftest import make_job, random_data
@@ -171,7 +172,7 @@ def test_au_on_a_synthetic_case_with_known_times(tmp_path, read_s, lo, hi):
 
 
 def test_accelerators_at_90_formula():
-    from imgbench import aggregate
+    from imgbench.report import aggregate
 
     result = {
         "format": "npy",
@@ -248,7 +249,7 @@ def test_a_failing_reader_fails_the_run_with_one_line(tmp_path, kind, run):
 
 
 def test_capped_epochs_start_cold_and_keep_at_most_the_cap(tmp_path, source):
-    from imgbench import memcap
+    from imgbench.measure import memcap
     from tests.test_experiments import _fadvise_works
 
     if not memcap.available() or not _fadvise_works(tmp_path):
@@ -283,11 +284,11 @@ def test_capped_epochs_start_cold_and_keep_at_most_the_cap(tmp_path, source):
 
 
 def memcap_slack() -> int:
-    return experiments._CappedEpochs.SLACK
+    return epochs._CappedEpochs.SLACK
 
 
 def test_capped_epochs_without_cgroup_v1_are_one_line(tmp_path):
-    from imgbench import memcap
+    from imgbench.measure import memcap
 
     with pytest.raises(memcap.CapError) as info:
         memcap.Cap(1 << 20, root=tmp_path)
@@ -351,7 +352,7 @@ def test_buffered_order_is_shuffled_reproducible_and_complete(tmp_path):
 
 
 def test_buffered_pattern_on_a_format_that_does_not_stream_is_one_line(tmp_path, source):
-    from imgbench.errors import BenchError
+    from imgbench.core.errors import BenchError
 
     ip, lp, _, _ = source
     experiments.build_store(make_job(tmp_path, (ip, lp), "npy", "tuned", 100))
@@ -381,7 +382,7 @@ def test_a_streamed_epoch_that_loses_an_image_fails(tmp_path, source, monkeypatc
 
 
 def test_a_killed_capped_job_leaves_no_group_behind(tmp_path):
-    from imgbench import memcap
+    from imgbench.measure import memcap
 
     if not memcap.available():
         pytest.skip("needs root and the cgroup v1 memory controller")

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from imgbench import cache
-from imgbench.errors import BenchError
+from imgbench.core.errors import BenchError
+from imgbench.measure import cache
 
 MIB = 1 << 20
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from imgbench import article, claims
-from imgbench.claims import claims_markdown, claims_table
+from imgbench.report import article, claims
+from imgbench.report.claims import claims_markdown, claims_table
 from tests.conftest import summary_row
 
 #: The 21 ids of /work/shared/notes/article-claims.md, in its order.

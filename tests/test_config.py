@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imgbench.config import normalize
+from imgbench.core.config import normalize
 
 
 def test_lists_and_nulls_from_the_command_line() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.data import BATCHES, PREFIX, read_cifar_archive, repeat_to, save_arrays
-from imgbench.synthetic import batch_dict, make_archive
+from imgbench.data.cifar import BATCHES, PREFIX, read_cifar_archive, repeat_to, save_arrays
+from imgbench.data.synthetic import batch_dict, make_archive
 
 
 def test_reads_official_layout(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from imgbench import device
+from imgbench.measure import device
 
 KEYS = {
     "method",
@@ -130,7 +130,7 @@ def test_rejects_bad_arguments(tmp_path):
 
 
 def test_main_prints_json(tmp_path):
-    cmd = [sys.executable, "-m", "imgbench.device", str(tmp_path)]
+    cmd = [sys.executable, "-m", "imgbench.measure.device", str(tmp_path)]
     cmd += ["--file-mib", "2", "--seconds", "0.1"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120).stdout
     result = json.loads(out)

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pooch
 import pytest
 
-from imgbench.download import fetch, md5sum
-from imgbench.errors import DownloadError
+from imgbench.core.errors import DownloadError
+from imgbench.data.download import fetch, md5sum
 
 PAYLOAD = b"not really a tarball but bytes are bytes\n" * 1000
 

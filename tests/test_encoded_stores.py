@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores import FORMATS, _arrow, get_store, store_class
 from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store
 from tests.conftest import random_data

@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgbench import atomic, cache, experiments, verify
-from imgbench.data import load_source
-from imgbench.errors import StoreError, VerificationError
-from imgbench.timing import process_age
+from imgbench import experiments
+from imgbench.core import atomic
+from imgbench.core.errors import StoreError, VerificationError
+from imgbench.data.cifar import load_source
+from imgbench.experiments import common
+from imgbench.measure import cache, verify
+from imgbench.measure.timing import process_age
 from tests.conftest import make_job
 
 
@@ -114,10 +117,10 @@ def test_single_image_write_and_read(tmp_path: Path, source) -> None:
 
 
 def test_sample_ids_fixed_and_distinct() -> None:
-    a = experiments.sample_ids(100_000, 100)
-    assert a == experiments.sample_ids(100_000, 100)
+    a = common.sample_ids(100_000, 100)
+    assert a == common.sample_ids(100_000, 100)
     assert len(set(a)) == 100 and a == sorted(a) and max(a) < 100_000
-    assert experiments.sample_ids(5, 100) == [0, 1, 2, 3, 4]
+    assert common.sample_ids(5, 100) == [0, 1, 2, 3, 4]
 
 
 def test_load_source_refuses_cutoff_above_data(source) -> None:

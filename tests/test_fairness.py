@@ -10,9 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imgbench import aggregate, cache, experiments
-from imgbench.du import disk_use
-from imgbench.errors import StoreError
+from imgbench import experiments
+from imgbench.core.errors import StoreError
+from imgbench.experiments import builds
+from imgbench.measure import cache
+from imgbench.measure.du import disk_use
+from imgbench.report import aggregate
 from imgbench.stores import FORMATS, lmdb_store, modes
 from tests.conftest import make_job
 
@@ -23,7 +26,7 @@ COMBOS = [(f, m) for f in FORMATS for m in modes(f)]
 def test_write_timing_includes_the_common_flush(tmp_path, source, monkeypatch, fmt, mode):
     import time
 
-    real = experiments.fsync_tree
+    real = builds.fsync_tree
     flushes = []
 
     def slow_flush(path: Path) -> None:
@@ -31,7 +34,7 @@ def test_write_timing_includes_the_common_flush(tmp_path, source, monkeypatch, f
         time.sleep(0.05)
         real(path)
 
-    monkeypatch.setattr(experiments, "fsync_tree", slow_flush)
+    monkeypatch.setattr(builds, "fsync_tree", slow_flush)
     r = experiments.build_store(make_job(tmp_path, source[:2], fmt, mode, 50, repeats=2))
     assert len(r["returned_samples"]) == len(r["samples"]) == 2
     for durable, returned in zip(r["samples"], r["returned_samples"], strict=True):
@@ -165,11 +168,11 @@ def test_no_timed_build_follows_a_delete(tmp_path, source, monkeypatch):
     from imgbench.stores.npy import NpyStore
 
     events: list[str] = []
-    real_write, real_remove = NpyStore.write_many, experiments.remove
+    real_write, real_remove = NpyStore.write_many, builds.remove
     monkeypatch.setattr(
         NpyStore, "write_many", lambda self, *a: events.append("build") or real_write(self, *a)
     )
-    monkeypatch.setattr(experiments, "remove", lambda p: events.append("delete") or real_remove(p))
+    monkeypatch.setattr(builds, "remove", lambda p: events.append("delete") or real_remove(p))
     job = make_job(tmp_path, source[:2], "npy", "tuned", 100, repeats=3, warmup=1)
     r = experiments.build_store(job)
     assert events == ["build"] * 4 + ["delete"] * 3  # earlier builds go only after the last

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgbench import decode, folder
-from imgbench.errors import DataError
+from imgbench.core.errors import DataError
+from imgbench.data import decode, folder
 
 
 def _save(path: Path, im: Image.Image, fmt: str, **kw: object) -> bytes:

@@ -12,7 +12,7 @@ import numpy as np
 import psutil
 import pytest
 
-from imgbench import provenance
+from imgbench.report import provenance
 
 TOP_KEYS = {
     "created",

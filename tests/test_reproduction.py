@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imgbench import article
-from imgbench.reproduction import reproduction_markdown, reproduction_table
+from imgbench.report import article
+from imgbench.report.reproduction import reproduction_markdown, reproduction_table
 from tests.conftest import summary_row
 
 FORMATS = ("png", "lmdb", "hdf5")

@@ -36,11 +36,13 @@ import pytest
 from PIL import Image
 
 import imgbench
-from imgbench import data, download, experiments, synthetic
-from imgbench.atomic import tmp_name
-from imgbench.errors import DataError, DownloadError, StoreError, VerificationError
-from imgbench.job import Job
-from imgbench.safepickle import UnsafePickleError, loads
+from imgbench import experiments
+from imgbench.core.atomic import tmp_name
+from imgbench.core.errors import DataError, DownloadError, StoreError, VerificationError
+from imgbench.core.job import Job
+from imgbench.core.safepickle import UnsafePickleError, loads
+from imgbench.data import cifar as data
+from imgbench.data import download, synthetic
 from imgbench.stores import FORMATS, get_store, hdf5, lmdb_store, modes, png
 from imgbench.stores.lmdb_store import CIFARImage
 
@@ -469,7 +471,7 @@ def test_killed_build_leaves_no_store_and_rerun_recovers(tmp_path):
         import sys
         from pathlib import Path
         from imgbench import experiments
-        from imgbench.job import Job
+        from imgbench.core.job import Job
         a = sys.argv[1:]
         job = Job("png", "article", int(a[2]), a[0], a[1], a[3], a[4], repeats=1, warmup=0)
         experiments.build_store(job)
@@ -721,7 +723,7 @@ def test_build_killed_before_its_rename_leaves_no_store_in_any_format(tmp_path, 
         f"""
         import os, signal, sys
         from imgbench import experiments
-        from imgbench.job import Job
+        from imgbench.core.job import Job
         from imgbench.stores import store_class
         cls = store_class({fmt!r}, {mode!r})
         real = cls.write_many

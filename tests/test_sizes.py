@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgbench import aggregate, sizes
-from imgbench.errors import DataError
+from imgbench.core.errors import DataError
+from imgbench.data import sizes
+from imgbench.report import aggregate
 from tests.conftest import random_data
 from tests.test_workflow import REPO, make_archive, smk, tiny_args
 

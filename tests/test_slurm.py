@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imgbench.synthetic import make_archive
+from imgbench.data.synthetic import make_archive
 from tests.conftest import REPO
 from tests.slurm.cluster import completed_jobs, single_node_slurm, slurm_available
 

@@ -12,7 +12,7 @@ import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 import pytest
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores import feather as feather_module
 from imgbench.stores import get_store
 from tests.conftest import random_data, run_threads

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores import get_store
 from imgbench.stores.lance_store import DIR, META
 from tests.conftest import REPO, random_data
@@ -116,7 +116,7 @@ FORKED = """
 import sys, warnings
 import numpy as np
 from pathlib import Path
-from imgbench import access
+from imgbench.experiments import access
 from imgbench.stores import get_store
 warnings.simplefilter("ignore")  # lance warns at every fork that it is not fork-safe
 path, n = Path(sys.argv[1]), int(sys.argv[2])
@@ -153,7 +153,7 @@ def test_forked_readers_open_their_own_dataset(tmp_path: Path) -> None:
 def test_fork_after_lance_use_is_a_clear_error(tmp_path: Path) -> None:
     # This process has used Lance (the write): a forked reader must refuse in one line
     # rather than risk Lance's runtime in the child (random SIGSEGV or hangs).
-    from imgbench import access
+    from imgbench.experiments import access
 
     images, labels = random_data(16)
     store = get_store("lance", "tuned")

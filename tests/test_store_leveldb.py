@@ -12,8 +12,8 @@ import numpy as np
 import plyvel
 import pytest
 
-from imgbench import access
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
+from imgbench.experiments import access
 from imgbench.stores import get_store
 from imgbench.stores.leveldb import DIR, LABELS, META, key
 from tests.conftest import random_data

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores import get_store
 from imgbench.stores import parquet as parquet_module
 from tests.conftest import random_data, run_threads

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores import get_store
 from imgbench.stores import sqlite as sqlite_store
 from tests.conftest import random_data

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores import get_store
 from imgbench.stores import tar as tar_store
 from imgbench.stores.base import PARALLEL_MIN_IMAGES

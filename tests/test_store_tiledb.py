@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tiledb
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores import get_store
 from imgbench.stores import tiledb_store as T
 from tests.conftest import REPO, random_data, run_threads

@@ -262,7 +262,7 @@ def test_parallel_writers_store_what_one_writer_stores(tmp_path: Path, fmt: str)
 
 
 def test_hdf5_missing_part_file_is_an_error_not_zeros(tmp_path: Path) -> None:
-    from imgbench.errors import StoreError
+    from imgbench.core.errors import StoreError
     from imgbench.stores.base import PARALLEL_MIN_IMAGES
 
     images, labels = random_data(PARALLEL_MIN_IMAGES, seed=3)

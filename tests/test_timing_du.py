@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from imgbench.du import disk_use, parse_du
-from imgbench.results import Result
-from imgbench.timing import measure, process_age, summarize
+from imgbench.measure.du import disk_use, parse_du
+from imgbench.measure.results import Result
+from imgbench.measure.stats import summarize
+from imgbench.measure.timing import measure, process_age
 
 
 def test_measure_counts_repeats_and_warmups() -> None:

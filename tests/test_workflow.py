@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from imgbench.data.synthetic import make_archive
 from imgbench.stores import FORMATS, modes, parallel_writes
-from imgbench.synthetic import make_archive
 from tests.conftest import REPO
 from tests.test_provenance import TOP_KEYS
 

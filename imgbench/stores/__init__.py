@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from imgbench.errors import BenchError
-from imgbench.names import Mode
+from imgbench.core.errors import BenchError
+from imgbench.core.names import Mode
 
 if TYPE_CHECKING:  # the base class imports numpy only; the format modules import more
     from imgbench.stores.base import Store

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores.base import Store
 
 IMAGE, LABEL = "image", "label"

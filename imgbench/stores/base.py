@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 
 
 class Store(ABC):

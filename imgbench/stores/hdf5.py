@@ -28,7 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store, article_labels, fork_map, ranges
 
 FILE = "store.h5"

@@ -54,7 +54,7 @@ import lance
 import numpy as np
 import pyarrow as pa
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores._arrow import blobs_of, to_encoded_table
 from imgbench.stores.base import Store
 

@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import plyvel
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores.base import Store, encoded_header
 
 DIR = "db"

@@ -23,8 +23,8 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from imgbench.errors import StoreError
-from imgbench.safepickle import loads
+from imgbench.core.errors import StoreError
+from imgbench.core.safepickle import loads
 from imgbench.stores.base import Store, article_labels, encoded_header
 
 log = logging.getLogger(__name__)

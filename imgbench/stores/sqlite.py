@@ -68,7 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores.base import Store
 
 FILE = "store.sqlite"

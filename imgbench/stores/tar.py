@@ -78,7 +78,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store, blob_ext, fork_map, shared_array
 
 INDEX, LABELS, META = "index.npy", "labels.npy", "shards.json"

@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import tiledb
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores.base import Store
 
 # TileDB-Py (on Python < 3.12) replaces os.fork, process-wide, by a wrapper that warns on

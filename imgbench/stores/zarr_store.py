@@ -63,7 +63,7 @@ from zarr.core.dtype import VariableLengthBytes
 from zarr.errors import UnstableSpecificationWarning
 from zarr.storage import LocalStore
 
-from imgbench.errors import StoreError
+from imgbench.core.errors import StoreError
 from imgbench.stores.base import Store
 
 #: zarr_compressor values -> codec factory (None: no compression; random pixels do not compress)

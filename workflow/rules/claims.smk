@@ -1,5 +1,5 @@
 # Two small untimed experiments for article claims no timing table decides (see
-# imgbench/claim_runs.py). They need the article-mode stores at the largest cutoff.
+# imgbench/experiments/claim_runs.py). They need the article-mode stores at the largest cutoff.
 
 
 rule claim_lmdb_map_full:
@@ -18,7 +18,7 @@ rule claim_lmdb_map_full:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.claim_runs:lmdb_map_full",
+        step="imgbench.experiments.claim_runs:lmdb_map_full",
         n=largest,
     script:
         "../scripts/step.py"
@@ -41,7 +41,7 @@ rule claim_lazy_items:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.claim_runs:lazy_items",
+        step="imgbench.experiments.claim_runs:lazy_items",
         formats=LAZY_FORMATS,
         n=largest,
     script:

@@ -10,10 +10,12 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from imgbench import folder, sizes, stores
-from imgbench.atomic import sweep_deferred
-from imgbench.config import config_hash, normalize
-from imgbench.errors import BenchError
+from imgbench.data import folder, sizes
+
+from imgbench import stores
+from imgbench.core.atomic import sweep_deferred
+from imgbench.core.config import config_hash, normalize
+from imgbench.core.errors import BenchError
 
 # --config values arrive as strings ("cutoffs=[10,100]" -> ["10", "100"]): fix types first.
 config.update(normalize(config))
@@ -406,7 +408,7 @@ TABLES = {
 
 def sweep_deferred_builds():
     """Delete the many-file builds the store jobs left for the end of the run (their
-    deletes would have slowed the next job's timed builds: imgbench.atomic)."""
+    deletes would have slowed the next job's timed builds: imgbench.core.atomic)."""
     count, seconds = sweep_deferred(Path("results"))
     if count:
         print(f"deleted {count} deferred builds in {seconds:.1f} s", file=sys.stderr)

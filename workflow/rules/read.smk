@@ -2,7 +2,7 @@
 # share one definition (the cold rule overrides only its outputs and its cache params).
 # Every read is verified against the source pixels and labels outside the timed section.
 # Encoded data (payload: encoded) is read whole three ways: bytes only, bytes + the chosen
-# decoder (the row's time), bytes + Pillow; each verified (imgbench/experiments.py).
+# decoder (the row's time), bytes + Pillow; each verified (imgbench/experiments/runs.py).
 
 
 rule read_many_warm:
@@ -84,7 +84,7 @@ use rule read_one_warm as read_one_cold with:
 
 
 # Epochs as training reads them, on the largest store: mini-batches in an order, spread over
-# several readers (imgbench/access.py). Warm and cold share one definition.
+# several readers (imgbench/experiments/access.py). Warm and cold share one definition.
 rule read_epoch_warm:
     input:
         store=largest_store,

@@ -15,7 +15,7 @@ rule du:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.du:record",
+        step="imgbench.measure.du:record",
     script:
         "../scripts/step.py"
 
@@ -34,7 +34,7 @@ rule device:
     resources:
         timing_slots=TIMING_SLOTS,
     params:
-        step="imgbench.device:record",
+        step="imgbench.measure.device:record",
         directory=lambda wildcards, output: Path(output.device).parent / "device-probe",
         file_mib=config["device_probe_mib"],
         seconds=config["device_probe_seconds"],
@@ -62,7 +62,7 @@ rule tables:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.aggregate:write_tables",
+        step="imgbench.report.aggregate:write_tables",
     script:
         "../scripts/step.py"
 
@@ -87,7 +87,7 @@ rule figures:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.figures:write_figures",
+        step="imgbench.report.figures:write_figures",
         dpi=config["figure_dpi"],
     script:
         "../scripts/step.py"
@@ -108,7 +108,7 @@ rule provenance:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.provenance:record",
+        step="imgbench.report.provenance:record",
         config=MEASURED_CONFIG,
         results_dir=lambda wildcards, output: Path(output.provenance).parent,
         repo_dir=workflow.basedir,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from imgbench import article
-from imgbench.aggregate import _md, article_row
+from imgbench.report import article
+from imgbench.report.aggregate import _md, article_row
 
 FORMATS = ("png", "lmdb", "hdf5")
 COLUMNS = ["measure", "format", "n_images", "unit", "article", "ours", "ratio", "ours_alt", "note"]

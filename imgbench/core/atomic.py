@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def remove(path: Path) -> None:
@@ -99,3 +101,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
     except BaseException:
         remove(tmp)
         raise
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Atomic JSON write (a killed job never leaves a truncated result)."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

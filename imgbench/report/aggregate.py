@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imgbench import article
-from imgbench.atomic import atomic_path
-from imgbench.names import Op
-from imgbench.sizes import ENCODED, image_bytes, is_encoded, main_pixels, size_of
+from imgbench.core.atomic import atomic_path
+from imgbench.core.names import Op
+from imgbench.data.sizes import ENCODED, image_bytes, is_encoded, main_pixels, size_of
+from imgbench.measure.stats import summarize
+from imgbench.report import article
 from imgbench.stores.base import PARALLEL_MIN_IMAGES
-from imgbench.timing import summarize
 
 KEYS = ["data", "format", "mode", "operation", "cache", "n_images"]
 #: Repeats whose (max - min) / median exceed this are flagged (MLPerf Storage: "within 5 %").
@@ -775,8 +775,8 @@ def write_tables(
 ) -> None:
     """The tables rule: samples, summary, disk, article comparison, reproduction and claims
     (CSV), and the markdown summary."""
-    from imgbench.claims import claims_markdown, claims_table
-    from imgbench.reproduction import reproduction_markdown, reproduction_table
+    from imgbench.report.claims import claims_markdown, claims_table
+    from imgbench.report.reproduction import reproduction_markdown, reproduction_table
 
     results = _load(timings)
     summary = summary_table(results)

@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from imgbench.cache import SNAKEMAKE_MARKER, store_files
+from imgbench.measure.cache import SNAKEMAKE_MARKER, store_files
 
 
 def parse_du(output: str) -> int:
@@ -46,7 +46,7 @@ def disk_use(path: Path) -> dict[str, int]:
 
 def record(store: Path, result: Path, fmt: str, mode: str, n: str, data: str = "cifar32") -> None:
     """The du rule: disk use of one store as a JSON result."""
-    from imgbench.results import write_json
+    from imgbench.core.atomic import write_json
 
     start = time.time()
     use = disk_use(Path(store))

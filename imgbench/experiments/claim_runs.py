@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.data import load_source
-from imgbench.results import write_json
+from imgbench.core.atomic import write_json
+from imgbench.data.cifar import load_source
 
 
 def lmdb_map_full(store: Path, images: Path, labels: Path, n: str, result: Path) -> None:

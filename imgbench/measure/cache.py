@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from imgbench.errors import BenchError
-from imgbench.names import CacheScope
+from imgbench.core.errors import BenchError
+from imgbench.core.names import CacheScope
 
 __all__ = [
     "COLD_LIMIT",

@@ -28,8 +28,8 @@ from typing import Any
 
 import psutil
 
-from imgbench.atomic import atomic_path
-from imgbench.config import config_hash
+from imgbench.core.atomic import atomic_path
+from imgbench.core.config import config_hash
 
 __all__ = ["PACKAGES", "collect", "config_hash", "write"]
 
@@ -213,7 +213,7 @@ def collect(
 
     ``results_dir`` is created if missing so its file system can be recorded
     before any store is written there. ``device`` is an optional measurement
-    of that file system's limits (``imgbench.device.probe``), stored as given
+    of that file system's limits (``imgbench.measure.device.probe``), stored as given
     under ``"device"`` (``None`` when not measured).
     """
     return {

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.atomic import atomic_path
-from imgbench.errors import DataError
+from imgbench.core.atomic import atomic_path
+from imgbench.core.errors import DataError
 
 BASE = 32  # CIFAR-10's own size: the article's data
 CHUNK = 1000  # images resized per step: memory stays ~CHUNK images whatever the size

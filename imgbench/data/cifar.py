@@ -2,7 +2,7 @@
 
 The archive is untrusted input: members are read into memory (never extracted by name),
 only regular files under ``cifar-10-batches-py/`` are considered, sizes are bounded, and
-the pickles go through :mod:`imgbench.safepickle`.
+the pickles go through :mod:`imgbench.core.safepickle`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.atomic import atomic_path
-from imgbench.errors import DataError, StoreError
-from imgbench.safepickle import UnsafePickleError, loads
+from imgbench.core.atomic import atomic_path
+from imgbench.core.errors import DataError, StoreError
+from imgbench.core.safepickle import UnsafePickleError, loads
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ page cache is bypassed, and always deleted. If the file system refuses ``O_DIREC
 ``posix_fadvise(DONTNEED)`` and reports ``"odirect": False``; those numbers may then include
 page-cache hits. On a memory-backed file system (tmpfs) the numbers are memory speed.
 
-``python -m imgbench.device DIR`` prints the result as JSON. MB is 10**6 bytes.
+``python -m imgbench.measure.device DIR`` prints the result as JSON. MB is 10**6 bytes.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ if __name__ == "__main__":
 
 def record(device: Path, directory: Path, file_mib: int = 256, seconds: float = 3.0) -> None:
     """The device rule: probe the file system holding *directory*, write the JSON."""
-    from imgbench.results import write_json
+    from imgbench.core.atomic import write_json
 
     Path(directory).mkdir(parents=True, exist_ok=True)
     write_json(device, probe(Path(directory), file_mib, seconds))

@@ -6,7 +6,7 @@ libjpeg-turbo with little per-call overhead; it reads only JPEG, so PNG and WebP
 through Pillow whichever decoder is chosen (the table says which decoder ran).
 ``benchmarks/decoders.py`` keeps the measurement behind the default.
 
-Both return (H, W, 3) uint8 RGB under the scan's policy (imgbench/folder.py), so a decoded
+Both return (H, W, 3) uint8 RGB under the scan's policy (imgbench/data/folder.py), so a decoded
 image can be compared with the same decoder's output for the original file. This module
 (Pillow with it) and each decoder library are imported only by the jobs that decode.
 """
@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-from imgbench.errors import BenchError
-from imgbench.folder import to_rgb
+from imgbench.core.errors import BenchError
+from imgbench.data.folder import to_rgb
 
 DECODERS = ("pillow", "simplejpeg")
 #: Policy counts of decodes inside timed reads: nobody reads them (imports and this object

@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from imgbench.atomic import atomic_path  # noqa: E402
-from imgbench.sizes import is_encoded, main_pixels, size_of  # noqa: E402
+from imgbench.core.atomic import atomic_path  # noqa: E402
+from imgbench.data.sizes import is_encoded, main_pixels, size_of  # noqa: E402
 from imgbench.stores import FORMATS  # noqa: E402  (the registry: plain data, no format library)
 
 MODES = ["article", "tuned"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgbench.data import BATCHES, PREFIX
+from imgbench.data.cifar import BATCHES, PREFIX
 
 
 def batch_dict(n: int, rng: np.random.Generator, name: str) -> dict:
@@ -51,7 +51,7 @@ def make_archive(
 
 
 def main() -> None:
-    """CLI: python -m imgbench.synthetic OUT.tar.gz [--per-batch N]."""
+    """CLI: python -m imgbench.data.synthetic OUT.tar.gz [--per-batch N]."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out", type=Path)
     ap.add_argument("--per-batch", type=int, default=40)

@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-from imgbench.errors import VerificationError
+from imgbench.core.errors import VerificationError
 
 
 def check(

@@ -1,4 +1,4 @@
-"""Repeated timing with untimed warmups (the one place that splits them), and statistics."""
+"""Repeated timing with untimed warmups: the one place that splits them."""
 
 from __future__ import annotations
 
@@ -7,28 +7,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-
 if TYPE_CHECKING:
-    from imgbench.results import Result
+    from imgbench.measure.results import Result
 
 T = TypeVar("T")
-
-
-def summarize(samples: Sequence[float]) -> dict[str, float]:
-    """Median, min, max, IQR and mean of the samples (the spread reviewers ask for)."""
-    a = np.asarray(samples, dtype=float)
-    if a.size == 0:
-        raise ValueError("no samples to summarize")
-    q1, med, q3 = np.percentile(a, [25, 50, 75])
-    return {
-        "median_s": float(med),
-        "min_s": float(a.min()),
-        "max_s": float(a.max()),
-        "iqr_s": float(q3 - q1),
-        "mean_s": float(a.mean()),
-        "n_samples": int(a.size),
-    }
 
 
 def process_age() -> float:

@@ -1,7 +1,7 @@
 """One small typed object per job: everything an experiment needs, as plain values.
 
-Built once from the Snakemake object (:func:`imgbench.snake.job`) or by hand in tests and
-scripts, then passed whole to the experiment functions in :mod:`imgbench.experiments`.
+Built once from the Snakemake object (:func:`imgbench.pipeline.snake.job`) or by hand in tests and
+scripts, then passed whole to the experiment functions in :mod:`imgbench.experiments.runs`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgbench.names import Cache, Evict
+from imgbench.core.names import Cache, Evict
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Job:
     #: the data variant, as in the target paths (e.g. "cifar32")
     data: str = "cifar32"
     config_hash: str = ""
-    #: epoch reads (imgbench/access.py): order, batch size, reader processes or threads
+    #: epoch reads (imgbench/experiments/access.py): order, batch size, reader processes or threads
     pattern: str = "sequential"
     batch_size: int = 256
     readers: int = 1

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from imgbench.errors import StoreError
-from imgbench.names import Pattern, ReaderKind
+from imgbench.core.errors import StoreError
+from imgbench.core.names import Pattern, ReaderKind
 from imgbench.stores.base import Store, shared_array
 
 

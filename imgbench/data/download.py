@@ -4,7 +4,7 @@ http(s) goes through pooch (retries, temp-file-then-move). What stays ours:
 
 * local paths and ``file://`` URLs: pooch has no file downloader, so they are copied here;
 * atomicity: pooch's cache is a directory, so it downloads into a throwaway one next to
-  *dest* (named like an :func:`~imgbench.atomic.atomic_path` temporary, so a killed run's
+  *dest* (named like an :func:`~imgbench.core.atomic.atomic_path` temporary, so a killed run's
   leftover is swept by the next run) and the verified file is renamed to *dest*;
 * progress: pooch's progress bar is tqdm on stderr, so a tqdm-like object logs it instead.
 
@@ -30,8 +30,8 @@ from typing import BinaryIO
 import pooch
 import requests
 
-from imgbench.atomic import atomic_path
-from imgbench.errors import DownloadError
+from imgbench.core.atomic import atomic_path
+from imgbench.core.errors import DownloadError
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from imgbench.atomic import atomic_path
-from imgbench.errors import DataError
-from imgbench.results import write_json
+from imgbench.core.atomic import atomic_path, write_json
+from imgbench.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -2,11 +2,11 @@
 Snakemake object. Every rule names what it runs in its params:
 
 - ``experiment="read_many"``: a timed experiment in :mod:`imgbench.experiments`, given one
-  :class:`~imgbench.job.Job` built here from the rule's inputs, outputs, params, wildcards;
-- ``step="imgbench.du:record"``: any other function, called with the rule's named inputs,
+  :class:`~imgbench.core.job.Job` built here from the rule's inputs, outputs, params, wildcards;
+- ``step="imgbench.measure.du:record"``: any other function, called with the rule's named inputs,
   outputs, params and wildcards as keyword arguments (paths as :class:`~pathlib.Path`).
 
-Logs go to the rule's log file; a :class:`~imgbench.errors.BenchError` ends the job with
+Logs go to the rule's log file; a :class:`~imgbench.core.errors.BenchError` ends the job with
 one clear line (on stderr and in the log) instead of a traceback.
 """
 
@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imgbench.config import config_hash
-from imgbench.errors import BenchError
-from imgbench.folder import source_id
-from imgbench.job import Job
+from imgbench.core.config import config_hash
+from imgbench.core.errors import BenchError
+from imgbench.core.job import Job
+from imgbench.data.folder import source_id
 
 # Heavy modules (pandas, matplotlib, format libraries) are imported only by the steps that
 # need them: each job is a fresh process, and a second of imports per timed job would be
@@ -102,9 +102,9 @@ def kwargs(sm: Any, accepts: Callable[[str], bool] = lambda _: True) -> dict[str
 
 def _call(sm: Any) -> None:
     if "experiment" in sm.params.keys():
-        from imgbench import experiments
+        from imgbench.experiments import EXPERIMENTS
 
-        getattr(experiments, sm.params.experiment)(job(sm))
+        EXPERIMENTS[sm.params.experiment](job(sm))
     else:
         module, name = sm.params.step.split(":")
         fn = getattr(importlib.import_module(module), name)

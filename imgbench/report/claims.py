@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from imgbench.aggregate import _md
-from imgbench.reproduction import of_data
+from imgbench.report.aggregate import _md
+from imgbench.report.reproduction import of_data
 
 # Margins: the article's words as numbers. tests/test_claims.py pins every value.
 #: "Trivially fast" (one image): the article calls 1.2-8.2 ms trivially fast; 10 ms is the next

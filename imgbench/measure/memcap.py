@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from imgbench.errors import BenchError
+from imgbench.core.errors import BenchError
 
 log = logging.getLogger(__name__)
 ROOT = Path("/sys/fs/cgroup/memory")

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgbench.atomic import atomic_path
-from imgbench.job import Job
-from imgbench.timing import summarize
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Atomic JSON write (a killed job never leaves a truncated result)."""
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+from imgbench.core.atomic import write_json
+from imgbench.core.job import Job
+from imgbench.measure.stats import summarize
 
 
 @dataclass
@@ -44,7 +36,7 @@ class Result:
     verified: bool = False
     resident_fraction: list[float] = field(default_factory=list)
     evict_method: str | None = None
-    #: see imgbench.names.CacheScope: cold "data" or "full", warm "resident" or "partial"
+    #: see imgbench.core.names.CacheScope: cold "data" or "full", warm "resident" or "partial"
     cache_scope: str | None = None
     config_hash: str = ""
     #: seconds from process start to the first run, warmup or timed (the job's start-up cost)

@@ -1,0 +1,1 @@
+"""Bottom layer: errors, vocabulary, config hashing, atomic files, the job record."""

@@ -1,0 +1,1 @@
+"""Data sources: the CIFAR archive, image sizes, your own folders, encoded files."""

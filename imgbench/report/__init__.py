@@ -1,0 +1,1 @@
+"""Tables, markdown, claims, reproduction, figures and provenance."""
