@@ -54,8 +54,15 @@ class Job:
     computation_time: float = 0.0
     au_batches: int = 200
     prefetch: int = 2
-    #: capped epochs: page cache the readers may fill, as a fraction of the store's bytes
+    #: capped epochs: page cache the readers may fill, as a fraction of the store's bytes;
+    #: the time box (warm-up, timed window and its parts) and the readers' tuning
     cache_cap: float = 0.0
+    capped_warmup_s: float = 5.0
+    capped_seconds: float = 15.0
+    capped_windows: int = 3
+    #: read tuning (Store.tune_reads): readahead advice and reads in flight per reader
+    advice: str = "default"
+    io_depth: int = 1
     #: encoded data (payload: encoded): the decoder of the timed read+decode
     decoder: str = "simplejpeg"
 

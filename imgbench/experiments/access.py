@@ -56,10 +56,17 @@ class Epoch:
         self.labels = shared_array((n,), label_dtype)
         self.latency = shared_array((nb,), np.float64)
         self.index = shared_array((n,), np.int64)
+        #: when each batch was in place (CLOCK_MONOTONIC, comparable across processes): a
+        #: time-boxed epoch counts the batches done inside its window
+        self.done_at = shared_array((nb,), np.float64)
+        #: set by the caller to stop the readers after their current batch (a time box)
+        self.stop = shared_array((1,), np.uint8)
         self.images.fill(0)  # pre-fault the output outside the timed section
         self.labels.fill(0)
         self.latency.fill(np.nan)
         self.index.fill(-1)
+        self.done_at.fill(np.nan)
+        self.stop.fill(0)
 
 
 def _layout(parts: list[np.ndarray], readers: int) -> tuple[list[int], list[range]]:
@@ -75,6 +82,7 @@ def _put(read: Callable, parts: list[np.ndarray], starts: list[int], b: int, out
     out.latency[b] = time.perf_counter() - t0
     out.images[starts[b] : starts[b] + len(parts[b])] = images
     out.labels[starts[b] : starts[b] + len(parts[b])] = labels
+    out.done_at[b] = time.perf_counter()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -144,15 +152,45 @@ def _readers(
 def run_epoch(
     store: Store, path: Path | str, parts: list[np.ndarray], readers: int, kind: str, out: Epoch
 ) -> None:
-    """Read every batch once with *readers* readers of *kind*; raise if any reader failed."""
+    """Read every batch once with *readers* readers of *kind*; raise if any reader failed.
+    A reader stops before its next batch once ``out.stop`` is set (the rest stay unread)."""
     starts, shares = _layout(parts, readers)
 
     def share(read: Callable, r: int) -> None:
         for b in shares[r]:
+            if out.stop[0]:
+                return
             _put(read, parts, starts, b, out)
 
     with _readers(store, Path(path), kind, readers, share):
         pass
+
+
+@contextlib.contextmanager
+def epoch_in_background(
+    store: Store, path: Path | str, parts: list[np.ndarray], readers: int, kind: str, out: Epoch
+) -> Iterator[None]:
+    """Run :func:`run_epoch` while the body runs (the body watches the clock and sets
+    ``out.stop``); on exit, wait for the readers and raise if any failed."""
+    errors: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            run_epoch(store, path, parts, readers, kind, out)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            errors.append(exc)
+
+    runner = threading.Thread(target=main, name="epoch")
+    runner.start()
+    try:
+        yield
+    except BaseException:
+        out.stop[0] = 1  # the body failed: stop the readers before waiting for them
+        runner.join()
+        raise
+    runner.join()
+    if errors:
+        raise errors[0]
 
 
 def stream_plan(

@@ -66,6 +66,8 @@ class Result:
         """Stamp the end time, write the JSON atomically (statistics included), return it."""
         self.end = time.time()
         out = asdict(self)
-        out["stats"] = summarize(self.samples)
+        # A row that could not be measured (a capped epoch without a memory controller)
+        # has no samples and says why in extra["not_measured"].
+        out["stats"] = summarize(self.samples) if self.samples else None
         write_json(path, out)
         return out
