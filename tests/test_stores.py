@@ -211,7 +211,7 @@ def test_registry_errors_and_options() -> None:
         get_store("png", "tuned", {"hdf5_compression": "gzip"})
     assert {"png_compress_level", "lmdb_txn_images", "hdf5_compression"} <= set(option_defaults())
     for fmt, spec in FORMATS.items():  # one namespace per format: no key shared or clashing
-        assert all(key.startswith(f"{fmt}_") for key in spec.options), fmt
+        assert all(o.name.startswith(f"{fmt}_") for o in spec.options), fmt
 
 
 def test_store_options_are_all_in_the_schema() -> None:

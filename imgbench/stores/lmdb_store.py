@@ -130,7 +130,6 @@ META, LABELS = b"~meta", b"~labels"  # '~' sorts after the digit keys: appends s
 class TunedLmdb(Store):
     format = "lmdb"
     mode = "tuned"
-    OPTIONS = {"lmdb_map_headroom": 1.5, "lmdb_txn_images": 10000}
 
     def _initial_map_size(self, images: np.ndarray) -> int:
         # Each value sits in its own overflow page(s) for images > ~2 KB: budget whole pages.
