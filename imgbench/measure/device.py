@@ -2,9 +2,16 @@
 
 Cold-cache reads are bounded by the device, not by the storage format: a cold shuffled
 epoch that needs one 4 KiB read per image cannot beat the device's random-read IOPS, and a
-cold sequential scan cannot beat its sequential bandwidth. ``probe`` measures both (1 MiB
-sequential reads; 4 KiB-aligned random reads at queue depth 1 from one thread, as a simple
-loader issues them) so cold numbers can be read against them.
+cold sequential scan cannot beat its sequential bandwidth. ``probe`` measures 1 MiB
+sequential reads for ``seconds``, then 4 KiB-aligned random reads for ``seconds / 2`` each at
+queue depth 1 (one thread, as a simple loader issues them) and at queue depth 32 (32 threads,
+each a blocking ``pread``, which releases the GIL; the ceiling of readers with several reads
+in flight), so the probe reads for ``2 * seconds`` in all, as before the QD32 phase.
+
+Fields: ``seq_read_mb_s``; ``rand_read_4k_iops`` (queue depth 1, the original name) and the
+same value as ``random_4k_iops_qd1``; ``random_4k_iops_qd32``; their ``*_seconds``;
+``block_device`` and ``read_ahead_kb`` of the disk under the directory (None, with
+``block_device_reason``, on a file system without one, e.g. tmpfs or overlayfs).
 
 Pure Python, no fio: a file of random bytes (not zeros, some devices compress) is written
 and fsynced under a temporary name, read with ``O_DIRECT`` into page-aligned buffers so the
@@ -24,15 +31,20 @@ import json
 import mmap
 import os
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from imgbench.measure import blockdev
 
 __all__ = ["probe"]
 
 SEQ_BLOCK = 1 << 20
 RAND_BLOCK = 4096
+QUEUE_DEPTH = 32
 _SEED = 0
 
 
@@ -89,26 +101,44 @@ def _sequential(fd: int, size: int, seconds: float, odirect: bool) -> tuple[int,
         return done, time.perf_counter() - start
 
 
-def _random(fd: int, size: int, seconds: float, odirect: bool) -> tuple[int, float]:
-    """4 KiB reads at seeded random 4 KiB-aligned offsets, queue depth 1, for ``seconds``."""
-    rng = np.random.default_rng(_SEED)
+def _random(fd: int, size: int, seconds: float, odirect: bool, depth: int = 1) -> tuple[int, float]:
+    """4 KiB reads at seeded random 4 KiB-aligned offsets for ``seconds``, ``depth`` threads
+    each with one read in flight (queue depth ``depth``)."""
     if not odirect:
         _drop_cache(fd)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead
-    blocks, reads = size // RAND_BLOCK, 0
-    with mmap.mmap(-1, RAND_BLOCK) as buf:
-        start = time.perf_counter()
-        while True:
-            for offset in (rng.integers(0, blocks, 1024) * RAND_BLOCK).tolist():
-                if os.preadv(fd, [buf], offset) != RAND_BLOCK:
-                    raise OSError(errno.EIO, f"short read at offset {offset}")
-                reads += 1
-                if time.perf_counter() - start >= seconds:
-                    return reads, time.perf_counter() - start
+    blocks = size // RAND_BLOCK
+    stop = threading.Event()
+
+    def worker(seed: int, deadline: float) -> int:
+        rng, reads = np.random.default_rng(seed), 0
+        with mmap.mmap(-1, RAND_BLOCK) as buf:
+            try:
+                while not stop.is_set():
+                    for offset in (rng.integers(0, blocks, 256) * RAND_BLOCK).tolist():
+                        if os.preadv(fd, [buf], offset) != RAND_BLOCK:
+                            raise OSError(errno.EIO, f"short read at offset {offset}")
+                        reads += 1
+                        if time.perf_counter() >= deadline:
+                            return reads
+            except BaseException:
+                stop.set()  # the other threads stop too; the error surfaces below
+                raise
+        return reads
+
+    start = time.perf_counter()
+    if depth == 1:
+        reads = worker(_SEED, start + seconds)
+    else:
+        with ThreadPoolExecutor(depth) as pool:
+            futures = [pool.submit(worker, _SEED + i, start + seconds) for i in range(depth)]
+            reads = sum(f.result() for f in futures)
+    return reads, time.perf_counter() - start
 
 
 def probe(directory: Path, file_mib: int = 256, seconds: float = 3.0) -> dict:
-    """Sequential read MB/s and 4 KiB random-read IOPS of the device under ``directory``."""
+    """Sequential read MB/s and 4 KiB random-read IOPS at queue depths 1 and 32 of the device
+    under ``directory``, its block device and readahead; reads for ``2 * seconds`` in all."""
     if file_mib < 1 or seconds <= 0:
         raise ValueError("file_mib must be >= 1 and seconds > 0")
     size = file_mib * SEQ_BLOCK
@@ -121,20 +151,28 @@ def probe(directory: Path, file_mib: int = 256, seconds: float = 3.0) -> dict:
         fd, odirect = _open_for_reading(path)
         try:
             seq_bytes, seq_s = _sequential(fd, size, seconds, odirect)
-            rand_reads, rand_s = _random(fd, size, seconds, odirect)
+            rand_reads, rand_s = _random(fd, size, seconds / 2, odirect)
+            qd32_reads, qd32_s = _random(fd, size, seconds / 2, odirect, QUEUE_DEPTH)
         finally:
             os.close(fd)
     finally:
         os.unlink(path)
+    dev = blockdev.describe(directory)
     return {
         "method": "python-odirect",
         "seq_read_mb_s": seq_bytes / seq_s / 1e6,
         "rand_read_4k_iops": rand_reads / rand_s,
+        "random_4k_iops_qd1": rand_reads / rand_s,
+        "random_4k_iops_qd32": qd32_reads / qd32_s,
         "file_bytes": size,
         "seq_seconds": seq_s,
         "rand_seconds": rand_s,
+        "rand_qd32_seconds": qd32_s,
         "odirect": odirect,
         "path": str(Path(directory).resolve()),
+        "block_device": dev["block_device"],
+        "read_ahead_kb": dev["read_ahead_kb"],
+        "block_device_reason": dev["reason"],
     }
 
 
