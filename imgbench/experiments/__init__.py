@@ -14,6 +14,7 @@ from typing import Any
 
 from imgbench.core.job import Job
 from imgbench.experiments.builds import build_store, build_writers
+from imgbench.experiments.capped import read_capped
 from imgbench.experiments.epochs import read_epoch, train
 from imgbench.experiments.reads import read_many
 from imgbench.experiments.single import read_one, write_one
@@ -21,5 +22,14 @@ from imgbench.experiments.single import read_one, write_one
 #: experiment name (a rule's ``params.experiment``) -> the function that runs it
 EXPERIMENTS: dict[str, Callable[[Job], dict[str, Any]]] = {
     f.__name__: f
-    for f in (build_store, build_writers, read_many, write_one, read_one, read_epoch, train)
+    for f in (
+        build_store,
+        build_writers,
+        read_many,
+        write_one,
+        read_one,
+        read_epoch,
+        read_capped,
+        train,
+    )
 }

@@ -1,0 +1,142 @@
+"""Time-boxed epochs with the page cache capped below the store (imgbench.experiments.capped)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgbench import experiments
+from imgbench.experiments import access, capped
+from imgbench.measure import memcap
+from imgbench.stores.npy import NpyStore
+from tests.conftest import make_job, random_data
+
+
+def _source(tmp_path: Path, n: int) -> tuple[Path, Path]:
+    images, labels = random_data(n, seed=5)
+    ip, lp = tmp_path / "images.npy", tmp_path / "labels.npy"
+    np.save(ip, images)
+    np.save(lp, labels)
+    return ip, lp
+
+
+def _job(tmp_path: Path, src: tuple[Path, Path], n: int, **kw):
+    defaults = dict(
+        cache="capped",
+        cache_cap=0.2,
+        pattern="shuffled",
+        batch_size=10,
+        readers=1,
+        capped_warmup_s=0.3,
+        capped_seconds=0.6,
+        capped_windows=3,
+    )
+    return make_job(tmp_path, src, "npy", "tuned", n, **{**defaults, **kw})
+
+
+class _FakeCap:
+    """A cap that limits nothing: for the time-box logic where no cgroup is needed."""
+
+    version = 0
+
+    def enter(self, pid=None):
+        pass
+
+    def leave(self):
+        pass
+
+    def set_limit(self, limit):
+        pass
+
+    def memory(self):
+        return {"anon": 0, "file": 0, "total": 0}
+
+    def limit_hits(self):
+        return 0
+
+
+@pytest.fixture
+def no_cgroup(monkeypatch):
+    monkeypatch.setattr(capped.memcap, "usable", lambda: (True, ""))
+    monkeypatch.setattr(capped.memcap, "capped", lambda limit: contextlib.nullcontext(_FakeCap()))
+    monkeypatch.setattr(
+        capped, "prepare_cache", lambda res, job, path, files: res.resident_fraction.append(0.0)
+    )
+    monkeypatch.setattr(capped.cache, "resident_fraction", lambda files: 0.0)
+
+
+class _Slow(NpyStore):
+    """npy reads that take 20 ms a batch: an epoch longer than any window here."""
+
+    @contextlib.contextmanager
+    def batch_reader(self, path):
+        with super().batch_reader(path) as read:
+
+            def slow(indices):
+                time.sleep(0.02)
+                return read(indices)
+
+            yield slow
+
+
+def test_the_time_box_stops_the_epoch_and_counts_completed_batches(
+    tmp_path, no_cgroup, monkeypatch
+):
+    src = _source(tmp_path, 2000)
+    experiments.build_store(make_job(tmp_path, src, "npy", "tuned", 2000))
+    monkeypatch.setattr(capped, "open_store", lambda job, workers=1: _Slow({}, 1))
+    orders = []
+    real_order = access.epoch_order
+    monkeypatch.setattr(capped.access, "epoch_order", lambda *a: orders.append(a) or real_order(*a))
+    r = capped.read_capped(_job(tmp_path, src, 2000))
+    x = r["extra"]
+    assert len(orders) == 1  # one seeded permutation: the window goes on where warm-up stopped
+    assert r["verified"] and x["epoch_ended"] is None
+    assert x["window_images"] == sum(x["window_parts"]) and len(x["window_parts"]) == 3
+    assert x["window_images"] % 10 == 0  # whole batches only
+    # 20 ms a batch of 10, one reader: about 300 images in 0.6 s, about 150 before it
+    assert 100 <= x["window_images"] <= 400
+    before = x["epoch_fraction"] * 2000 - x["window_images"]
+    assert before >= 50  # the warm-up read on in the same order, and is not counted
+    assert x["epoch_fraction"] < 1  # stopped: the epoch would take 4 s
+    assert x["images_per_s"] == pytest.approx(x["window_images"] / x["window_seconds"])
+    assert len(r["samples"]) == 3 and r["stats"]["n_samples"] == 3
+
+
+def test_an_epoch_shorter_than_the_warm_up_is_used_whole(tmp_path, no_cgroup):
+    src = _source(tmp_path, 200)
+    experiments.build_store(make_job(tmp_path, src, "npy", "tuned", 200))
+    r = capped.read_capped(_job(tmp_path, src, 200, capped_warmup_s=2.0))
+    x = r["extra"]
+    assert x["epoch_ended"] == "warmup" and x["epoch_fraction"] == 1.0
+    assert x["window_images"] == 200 and r["verified"]
+
+
+def test_without_a_memory_controller_the_row_says_why(tmp_path, monkeypatch):
+    src = _source(tmp_path, 200)
+    experiments.build_store(make_job(tmp_path, src, "npy", "tuned", 200))
+    reason = "no memory cgroup controller here: run as root on a host with one"
+    monkeypatch.setattr(capped.memcap, "usable", lambda: (False, reason))
+    r = capped.read_capped(_job(tmp_path, src, 200))
+    assert r["extra"]["not_measured"] == reason
+    assert r["samples"] == [] and r["stats"] is None and not r["verified"]
+
+
+@pytest.mark.skipif(not memcap.usable()[0], reason=f"no usable memory cgroup: {memcap.usable()[1]}")
+@pytest.mark.parametrize("readers", [1, 2])
+def test_a_real_cap_holds_the_store_to_the_cap_and_charges_it_in_the_group(tmp_path, readers):
+    n = 20_000  # 61 MB: 5 % of it is above the governor's slack
+    src = _source(tmp_path, n)
+    experiments.build_store(make_job(tmp_path, src, "npy", "tuned", n))
+    r = capped.read_capped(_job(tmp_path, src, n, batch_size=64, readers=readers))
+    x = r["extra"]
+    assert r["verified"] and x["images_per_s"] > 0 and "not_measured" not in x
+    assert x["resident_start"] <= 0.2 + 0.05
+    assert x["resident_peak"] <= 0.2 + 0.05, x
+    # nothing of the store is charged outside the group: its resident pages are the group's
+    assert x["group_file_bytes_end"] >= x["resident_end"] * x["store_bytes"] - (1 << 20), x
+    assert x["cgroup_version"] in (1, 2)
