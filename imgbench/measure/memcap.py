@@ -218,7 +218,7 @@ class Cap:
         self._entered: list[int] = []
         self._peak_fd: int | None = None
         self.set_limit(limit_bytes)
-        self.failcnt_start = self.limit_hits()  # 0 for a new group; kept for older callers
+        self.failcnt_start = 0  # a new group has hit nothing; kept for older callers
 
     @staticmethod
     def _enable_memory(group: Path) -> None:
