@@ -38,11 +38,11 @@ include: "workflow/rules/claims.smk"
 # by the jobs: on a file system like this machine's, a mass delete slows the timed builds
 # that follow it for minutes (imgbench.core.atomic.holds_many_files).
 onsuccess:
-    sweep_deferred_builds()
+    scheduler.sweep_deferred_builds()
 
 
 onerror:
-    sweep_deferred_builds()
+    scheduler.sweep_deferred_builds()
 
 
 # Tiny untimed steps stay on the submitting host under a cluster executor.
@@ -57,6 +57,6 @@ localrules:
 rule all:
     default_target: True
     input:
-        tables=list(TABLES.values()),
-        figures=list(FIGURES.values()),
+        tables=list(PLAN.tables.values()),
+        figures=list(PLAN.figures.values()),
         provenance="results/provenance.json",

@@ -65,6 +65,12 @@ class Job:
     io_depth: int = 1
     #: encoded data (payload: encoded): the decoder of the timed read+decode
     decoder: str = "simplejpeg"
+    #: the code it ran: git HEAD of the checkout the workflow was parsed in ("unknown"
+    #: outside git), whether tracked files had uncommitted changes, and the hash of the
+    #: modules its experiment family and format import (imgbench.pipeline.codehash)
+    commit: str = "unknown"
+    dirty: bool = False
+    code_hash: str = ""
 
     def __post_init__(self) -> None:
         for name in ("images", "labels", "store", "result"):

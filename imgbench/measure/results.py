@@ -39,6 +39,11 @@ class Result:
     #: see imgbench.core.names.CacheScope: cold "data" or "full", warm "resident" or "partial"
     cache_scope: str | None = None
     config_hash: str = ""
+    #: which code measured it (see imgbench.core.job.Job): git commit, uncommitted changes,
+    #: the hash of the modules the job's experiment family and format import
+    commit: str = "unknown"
+    dirty: bool = False
+    code_hash: str = ""
     #: seconds from process start to the first run, warmup or timed (the job's start-up cost)
     startup_s: float | None = None
     node: str = field(default_factory=socket.gethostname)
@@ -60,6 +65,9 @@ class Result:
             warmup=job.warmup,
             threads=job.workers,
             config_hash=job.config_hash,
+            commit=job.commit,
+            dirty=job.dirty,
+            code_hash=job.code_hash,
         )
 
     def save(self, path: Path) -> dict[str, Any]:

@@ -25,6 +25,10 @@ from imgbench.core.config import config_hash
 from imgbench.core.errors import BenchError
 from imgbench.core.job import Job
 from imgbench.data.folder import source_id
+from imgbench.pipeline.codehash import job_git_state
+
+#: params that say what runs and which code it is, not arguments of the step
+_META = ("step", "code_hash")
 
 # Heavy modules (pandas, matplotlib, format libraries) are imported only by the steps that
 # need them: each job is a fresh process, and a second of imports per timed job would be
@@ -35,6 +39,7 @@ def job(sm: Any) -> Job:
     """The job object of a timed rule (named inputs/outputs as in workflow/rules)."""
     p, w = sm.params, sm.wildcards
     store = sm.input.get("store") or sm.output.get("store") or p.get("store")
+    commit, dirty = job_git_state()  # set by the main process (workflow/rules/common.smk)
     return Job(
         fmt=w.fmt,
         mode=w.mode,
@@ -66,6 +71,9 @@ def job(sm: Any) -> Job:
         prefetch=int(p.get("prefetch", 2)),
         cache_cap=float(p.get("page_cache_cap", 0.0)),
         decoder=p.get("decoder", "simplejpeg"),
+        commit=commit,
+        dirty=dirty,
+        code_hash=p.get("code_hash", ""),
     )
 
 
@@ -89,7 +97,7 @@ def kwargs(sm: Any, accepts: Callable[[str], bool] = lambda _: True) -> dict[str
     parts = [
         ((k, _path(v)) for k, v in sm.input.items()),
         ((k, _path(v)) for k, v in sm.output.items()),
-        ((k, v) for k, v in sm.params.items() if k != "step"),
+        ((k, v) for k, v in sm.params.items() if k not in _META),
         ((k, v) for k, v in sm.wildcards.items() if accepts(k)),
     ]
     for part in parts:

@@ -18,7 +18,7 @@ rule claim_lmdb_map_full:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.experiments.claim_runs:lmdb_map_full",
+        **step("imgbench.experiments.claim_runs:lmdb_map_full"),
         n=largest,
     script:
         "../scripts/step.py"
@@ -27,8 +27,8 @@ rule claim_lmdb_map_full:
 rule claim_lazy_items:
     input:
         stores=[
-            f"results/stores/{{data}}/article/{fmt}/{CUTOFFS[-1]}"
-            for fmt in LAZY_FORMATS
+            f"results/stores/{{data}}/article/{fmt}/{PLAN.cutoffs[-1]}"
+            for fmt in PLAN.lazy_formats
         ],
     output:
         result="results/claims/{data}/lazy_items.json",
@@ -41,8 +41,8 @@ rule claim_lazy_items:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.experiments.claim_runs:lazy_items",
-        formats=LAZY_FORMATS,
+        **step("imgbench.experiments.claim_runs:lazy_items"),
+        formats=PLAN.lazy_formats,
         n=largest,
     script:
         "../scripts/step.py"

@@ -13,7 +13,7 @@ rule download:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.data.download:download",
+        **step("imgbench.data.download:download"),
         url=config["cifar_url"],
         md5=config["cifar_md5"],
     script:
@@ -35,7 +35,7 @@ rule unpickle:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.data.cifar:unpickle",
+        **step("imgbench.data.cifar:unpickle"),
     script:
         "../scripts/step.py"
 
@@ -58,7 +58,7 @@ rule double:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.data.cifar:repeat_to",
+        **step("imgbench.data.cifar:repeat_to"),
         n_images=config["n_images"],
     script:
         "../scripts/step.py"
@@ -84,9 +84,9 @@ rule resize:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.data.sizes:resize",
+        **step("imgbench.data.sizes:resize"),
         data=lambda wildcards: f"cifar{wildcards.size}",
-        n_images=lambda wildcards: N_IMAGES[f"cifar{wildcards.size}"],
+        n_images=lambda wildcards: PLAN.n_images[f"cifar{wildcards.size}"],
         resize_filter=config["resize_filter"],
     script:
         "../scripts/step.py"
@@ -107,11 +107,11 @@ rule scan_folder:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.data.folder:scan",
+        **step("imgbench.data.folder:scan"),
         images_dir=config["images_dir"],
         bad_images=config["bad_images"],
         n_images=config["n_images"],
-        signature=lambda wildcards: FOLDER_SIGNATURE,
+        signature=lambda wildcards: PLAN.folder.signature,
     script:
         "../scripts/step.py"
 
@@ -134,7 +134,7 @@ rule ingest_folder:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.data.folder:ingest",
+        **step("imgbench.data.folder:ingest"),
         n_images=config["n_images"],
         images_fit=config["images_fit"],
         resize_filter=config["resize_filter"],
@@ -160,7 +160,7 @@ rule encode_folder:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.data.folder:encoded_source",
+        **step("imgbench.data.folder:encoded_source"),
         n_images=config["n_images"],
     script:
         "../scripts/step.py"
@@ -183,7 +183,7 @@ rule encode_cifar:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.data.folder:encode_cifar",
+        **step("imgbench.data.folder:encode_cifar"),
         n_images=config["n_images"],
         png_compress_level=config["png_compress_level"],
     script:

@@ -21,8 +21,8 @@ rule read_many_warm:
     resources:
         timing_slots=TIMING_SLOTS,
     params:
-        **measure_params("read_warm"),
-        experiment="read_many",
+        **PLAN.measure_params("read_warm"),
+        **experiment("read_many"),
         cache="warm",
         options=store_options,
         decoder=decoder,
@@ -39,7 +39,7 @@ use rule read_many_warm as read_many_cold with:
     benchmark:
         "results/benchmarks/read_many_cold/{data}/{mode}/{fmt}/{n}.tsv"
     params:
-        **measure_params("read_cold"),
+        **PLAN.measure_params("read_cold"),
         cache="cold",
         config_hash=measure_hash("read_cold"),
 
@@ -60,8 +60,8 @@ rule read_one_warm:
     resources:
         timing_slots=TIMING_SLOTS,
     params:
-        **measure_params("one_read_warm"),
-        experiment="read_one",
+        **PLAN.measure_params("one_read_warm"),
+        **experiment("read_one"),
         cache="warm",
         options=store_options,
         n_images=n_images,
@@ -78,7 +78,7 @@ use rule read_one_warm as read_one_cold with:
     benchmark:
         "results/benchmarks/read_one_cold/{data}/{mode}/{fmt}.tsv"
     params:
-        **measure_params("one_read_cold"),
+        **PLAN.measure_params("one_read_cold"),
         cache="cold",
         config_hash=measure_hash("one_read_cold"),
 
@@ -102,7 +102,7 @@ rule read_epoch_warm:
         timing_slots=TIMING_SLOTS,
     params:
         **epoch_params("epoch_warm"),
-        experiment="read_epoch",
+        **experiment("read_epoch"),
         cache="warm",
         options=store_options,
         n=largest,
@@ -160,7 +160,7 @@ rule train_warm:
         timing_slots=TIMING_SLOTS,
     params:
         **epoch_params("train_warm"),
-        experiment="train",
+        **experiment("train"),
         cache="warm",
         options=store_options,
         n=largest,

@@ -15,7 +15,7 @@ rule du:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.measure.du:record",
+        **step("imgbench.measure.du:record"),
     script:
         "../scripts/step.py"
 
@@ -34,7 +34,7 @@ rule device:
     resources:
         timing_slots=TIMING_SLOTS,
     params:
-        step="imgbench.measure.device:record",
+        **step("imgbench.measure.device:record"),
         directory=lambda wildcards, output: Path(output.device).parent / "device-probe",
         file_mib=config["device_probe_mib"],
         seconds=config["device_probe_seconds"],
@@ -44,15 +44,15 @@ rule device:
 
 rule tables:
     input:
-        timings=TIMINGS,
-        du=DISK,
-        claim_runs=CLAIM_RUNS,
-        epochs=EPOCHS,
-        training=TRAINING,
-        writer_builds=WRITERS,
-        capped_runs=CAPPED,
+        timings=PLAN.timings,
+        du=PLAN.disk,
+        claim_runs=PLAN.claim_runs,
+        epochs=PLAN.epochs,
+        training=PLAN.training,
+        writer_builds=PLAN.writers,
+        capped_runs=PLAN.capped,
     output:
-        **{k: report(v, category="Tables") for k, v in TABLES.items()},
+        **{k: report(v, category="Tables") for k, v in PLAN.tables.items()},
     log:
         "results/logs/tables.log",
     benchmark:
@@ -62,21 +62,21 @@ rule tables:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.report.aggregate:write_tables",
+        **step("imgbench.report.write:write_tables"),
     script:
         "../scripts/step.py"
 
 
 rule figures:
     input:
-        summary_csv=TABLES["summary"],
-        disk_csv=TABLES["disk"],
-        access_csv=TABLES["access"],
-        au_csv=TABLES["au"],
+        summary_csv=PLAN.tables["summary"],
+        disk_csv=PLAN.tables["disk"],
+        access_csv=PLAN.tables["access"],
+        au_csv=PLAN.tables["au"],
     output:
         **{
             k: report(v, caption=f"../report/{k}.rst", category="Figures")
-            for k, v in FIGURES.items()
+            for k, v in PLAN.figures.items()
         },
     log:
         "results/logs/figures.log",
@@ -87,7 +87,7 @@ rule figures:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.report.figures:write_figures",
+        **step("imgbench.report.figures:write_figures"),
         dpi=config["figure_dpi"],
     script:
         "../scripts/step.py"
@@ -95,7 +95,7 @@ rule figures:
 
 rule provenance:
     input:
-        **({"scan": "results/data/folder/scan.json"} if SOURCE == "folder" else {}),
+        **({"scan": "results/data/folder/scan.json"} if PLAN.source == "folder" else {}),
         device=rules.device.output.device,
     output:
         provenance="results/provenance.json",
@@ -108,8 +108,8 @@ rule provenance:
     resources:
         timing_slots=1,
     params:
-        step="imgbench.report.provenance:record",
-        config=MEASURED_CONFIG,
+        **step("imgbench.report.provenance:record"),
+        config=PLAN.measured_config,
         results_dir=lambda wildcards, output: Path(output.provenance).parent,
         repo_dir=workflow.basedir,
     script:

@@ -18,8 +18,8 @@ rule build_store:
     resources:
         timing_slots=TIMING_SLOTS,
     params:
-        **measure_params("build"),
-        experiment="build_store",
+        **PLAN.measure_params("build"),
+        **experiment("build_store"),
         options=store_options,
         config_hash=measure_hash("build"),
     script:
@@ -46,8 +46,8 @@ rule build_writers:
     resources:
         timing_slots=TIMING_SLOTS,
     params:
-        **measure_params("writers"),
-        experiment="build_writers",
+        **PLAN.measure_params("writers"),
+        **experiment("build_writers"),
         store=lambda wildcards: (
             f"results/stores_writers/{wildcards.data}/{wildcards.mode}/{wildcards.fmt}/"
             f"{wildcards.n}_w{wildcards.writers}"
@@ -75,8 +75,8 @@ rule write_one:
     resources:
         timing_slots=TIMING_SLOTS,
     params:
-        **measure_params("one_write"),
-        experiment="write_one",
+        **PLAN.measure_params("one_write"),
+        **experiment("write_one"),
         options=store_options,
         n_images=n_images,
         config_hash=measure_hash("one_write"),
