@@ -12,6 +12,7 @@ import numpy as np
 import psutil
 import pytest
 
+from imgbench import stores
 from imgbench.report import provenance
 
 TOP_KEYS = {
@@ -31,7 +32,7 @@ TOP_KEYS = {
 }
 SUB_KEYS = {
     "python": {"version", "implementation", "executable"},
-    "packages": {"numpy", "pillow", "lmdb", "h5py", "pandas", "matplotlib", "snakemake"},
+    "packages": set(provenance.packages()),
     "libraries": {"hdf5", "lmdb", "zlib", "zlib_ng", "libpng", "libjpeg"},
     "os": {"system", "kernel_release", "kernel_version", "machine", "distro"},
     "cpu": {"model", "logical_cores", "affinity_cores"},
@@ -113,8 +114,24 @@ def test_collect_versions_match_imported_modules(tmp_path, no_repo):
     assert data["libraries"]["lmdb"] == ".".join(map(str, lmdb.version()))
 
 
+def test_packages_are_the_core_ones_every_formats_and_the_engine():
+    expected = {"numpy", "pillow", "pandas", "matplotlib", "psutil", "pooch", "pyyaml"}
+    expected |= {"lmdb", "h5py", "pyarrow", "pylance", "zarr", "tiledb", "plyvel"}
+    assert expected | {"simplejpeg", "snakemake"} <= set(provenance.packages())
+    for spec in stores.FORMATS.values():
+        assert set(spec.packages) <= set(provenance.packages())
+
+
+def test_core_packages_from_the_installed_metadata_without_a_checkout(monkeypatch, tmp_path):
+    monkeypatch.setattr(provenance, "_PYPROJECT", tmp_path / "pyproject.toml")
+    monkeypatch.setattr(
+        provenance.metadata, "requires", lambda name: ["numpy>=2", "x; extra == 't'"]
+    )
+    assert provenance.core_packages() == ["numpy"]
+
+
 def test_collect_missing_package_is_none(tmp_path, no_repo, monkeypatch):
-    monkeypatch.setattr(provenance, "PACKAGES", ("numpy", "surely-not-installed-pkg"))
+    monkeypatch.setattr(provenance, "packages", lambda: ["numpy", "surely-not-installed-pkg"])
     data = provenance.collect({}, tmp_path / "results", no_repo)
     assert data["packages"] == {"numpy": np.__version__, "surely-not-installed-pkg": None}
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
@@ -28,13 +30,15 @@ from typing import Any
 
 import psutil
 
+from imgbench import stores
 from imgbench.core.atomic import atomic_path
 from imgbench.core.config import config_hash
 
-__all__ = ["PACKAGES", "collect", "config_hash", "write"]
+__all__ = ["collect", "config_hash", "core_packages", "packages", "write"]
 
-# distribution names as importlib.metadata knows them
-PACKAGES = ("numpy", "pillow", "lmdb", "h5py", "pandas", "matplotlib", "snakemake")
+#: the workflow engine that ran the jobs (not a dependency of the package itself)
+ENGINE = "snakemake"
+_PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 _GIT_TIMEOUT_S = 60
 
@@ -54,8 +58,26 @@ def _read_text(path: str) -> str | None:
         return None
 
 
+def core_packages() -> list[str]:
+    """imgbench's own dependencies as pyproject.toml declares them: from the checkout when
+    there is one (an editable install's metadata keeps the list it was installed with), else
+    from the installed package's metadata."""
+    if _PYPROJECT.is_file():
+        project = tomllib.loads(_PYPROJECT.read_text())["project"]
+        requires = project["dependencies"] if project.get("name") == "imgbench" else []
+    else:
+        requires = [r for r in metadata.requires("imgbench") or [] if "extra ==" not in r]
+    return [re.match(r"[A-Za-z0-9._-]+", r.strip()).group() for r in requires]
+
+
+def packages() -> list[str]:
+    """Every distribution whose version the record holds: the core dependencies, every
+    registered format's packages (:func:`imgbench.stores.packages`) and the engine."""
+    return list(dict.fromkeys([*core_packages(), *stores.packages(), ENGINE]))
+
+
 def _packages() -> dict[str, str | None]:
-    return {name: _safe(lambda name=name: metadata.version(name)) for name in PACKAGES}
+    return {name: _safe(lambda name=name: metadata.version(name)) for name in packages()}
 
 
 def _hdf5_version() -> str:
