@@ -84,5 +84,6 @@ def test_tmpfs_is_named_in_the_reason():
     info = blockdev.describe(shm)
     assert info["block_device"] is None and info["read_ahead_kb"] is None
     assert "tmpfs" in info["reason"] and "\n" not in info["reason"]
+    assert info["file_system"] == "tmpfs"
     with pytest.raises(blockdev.NoBlockDevice, match="tmpfs"):
         blockdev.device_for(shm)

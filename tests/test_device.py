@@ -26,8 +26,10 @@ KEYS = {
     "rand_qd32_seconds",
     "block_device",
     "read_ahead_kb",
+    "file_system",
     "block_device_reason",
 }
+DEVICE_KEYS = ("block_device", "read_ahead_kb", "file_system")
 SMALL = {"file_mib": 8, "seconds": 0.3}
 
 
@@ -58,8 +60,8 @@ def check_result(result, directory):
     assert 0.3 <= result["seq_seconds"] < 5
     assert 0.15 <= result["rand_seconds"] < 5
     assert 0.15 <= result["rand_qd32_seconds"] < 5
-    assert {k: result[k] for k in ("block_device", "read_ahead_kb")} == {
-        k: blockdev.describe(directory)[k] for k in ("block_device", "read_ahead_kb")
+    assert {k: result[k] for k in DEVICE_KEYS} == {
+        k: blockdev.describe(directory)[k] for k in DEVICE_KEYS
     }
     assert result["path"] == str(directory.resolve())
     assert list(directory.iterdir()) == []  # the temporary file is gone
@@ -188,4 +190,4 @@ def test_block_device_reason_on_tmpfs():
     with tempfile.TemporaryDirectory(dir=shm) as d:
         result = device.probe(Path(d), file_mib=1, seconds=0.05)
     assert result["block_device"] is None and result["read_ahead_kb"] is None
-    assert "tmpfs" in result["block_device_reason"]
+    assert "tmpfs" in result["block_device_reason"] and result["file_system"] == "tmpfs"

@@ -11,7 +11,8 @@ API::
     dev = device_for(path)        # "vda", "sda", "nvme0n1"; raises NoBlockDevice (one line)
     reads, nbytes = counters(dev) # reads completed, bytes read since boot
     read_ahead_kb(dev)            # the disk's queue/read_ahead_kb
-    describe(path)                # {"block_device", "read_ahead_kb", "reason"} for records
+    fs_type(path)                 # "ext4", "tmpfs", ... (longest mount point in mountinfo)
+    describe(path)                # {"block_device", "read_ahead_kb", "file_system", "reason"}
 
 Mapping: the path's st_dev major:minor is /sys/dev/block/M:m; a partition (it has a
 ``partition`` file) maps to its parent disk, which owns queue/read_ahead_kb and whose stat
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from imgbench.core.errors import BenchError
 
-__all__ = ["NoBlockDevice", "counters", "describe", "device_for", "read_ahead_kb"]
+__all__ = ["NoBlockDevice", "counters", "describe", "device_for", "fs_type", "read_ahead_kb"]
 
 SYS = Path("/sys")
 SECTOR = 512  # the unit of /sys/block/<dev>/stat, fixed by the kernel's ABI
@@ -37,14 +38,14 @@ class NoBlockDevice(BenchError):
     """The path's file system has no block device whose counters can be read."""
 
 
-def _fs_type(path: Path) -> str:
-    """The file system type of the longest mount point holding *path* (for messages)."""
+def fs_type(path: Path | str) -> str:
+    """The file system type of the longest mount point holding *path*."""
     best, fstype = "", "unknown"
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
         return fstype
-    target = str(path.resolve())
+    target = str(Path(path).resolve())
     for line in lines:
         head, _, tail = line.partition(" - ")
         fields = head.split()
@@ -77,7 +78,7 @@ def device_for(path: Path | str, sys_root: Path = SYS) -> str:
         return from_devno(os.stat(path).st_dev, sys_root)
     except NoBlockDevice as exc:
         raise NoBlockDevice(
-            f"{path}: on a {_fs_type(path)} file system, {exc}: no device counters there; "
+            f"{path}: on a {fs_type(path)} file system, {exc}: no device counters there; "
             "put results/ on a disk-backed file system to measure device IOs"
         ) from exc
 
@@ -94,9 +95,16 @@ def read_ahead_kb(dev: str, sys_root: Path = SYS) -> int:
 
 
 def describe(path: Path | str, sys_root: Path = SYS) -> dict[str, str | int | None]:
-    """Device name, readahead and, where there is no device, the reason: for records."""
+    """Device name, readahead, file system and, where there is no device, the reason: for
+    records (device.json, provenance)."""
+    info: dict[str, str | int | None] = {"file_system": fs_type(path)}
     try:
         dev = device_for(path, sys_root)
     except NoBlockDevice as exc:
-        return {"block_device": None, "read_ahead_kb": None, "reason": str(exc)}
-    return {"block_device": dev, "read_ahead_kb": read_ahead_kb(dev, sys_root), "reason": None}
+        return {"block_device": None, "read_ahead_kb": None, **info, "reason": str(exc)}
+    return {
+        "block_device": dev,
+        "read_ahead_kb": read_ahead_kb(dev, sys_root),
+        **info,
+        "reason": None,
+    }

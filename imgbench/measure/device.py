@@ -10,7 +10,7 @@ in flight), so the probe reads for ``2 * seconds`` in all, as before the QD32 ph
 
 Fields: ``seq_read_mb_s``; ``rand_read_4k_iops`` (queue depth 1, the original name) and the
 same value as ``random_4k_iops_qd1``; ``random_4k_iops_qd32``; their ``*_seconds``;
-``block_device`` and ``read_ahead_kb`` of the disk under the directory (None, with
+``block_device``, ``read_ahead_kb`` and ``file_system`` under the directory (device None, with
 ``block_device_reason``, on a file system without one, e.g. tmpfs or overlayfs).
 
 Pure Python, no fio: a file of random bytes (not zeros, some devices compress) is written
@@ -172,6 +172,7 @@ def probe(directory: Path, file_mib: int = 256, seconds: float = 3.0) -> dict:
         "path": str(Path(directory).resolve()),
         "block_device": dev["block_device"],
         "read_ahead_kb": dev["read_ahead_kb"],
+        "file_system": dev["file_system"],
         "block_device_reason": dev["reason"],
     }
 
