@@ -11,7 +11,7 @@ import pytest
 
 from imgbench import experiments
 from imgbench.core.errors import StoreError, VerificationError
-from imgbench.experiments import access, epochs
+from imgbench.experiments import access
 from imgbench.stores import get_store
 from imgbench.stores.npy import NpyStore
 from tests.conftest import make_job, random_data
@@ -172,7 +172,7 @@ def test_au_on_a_synthetic_case_with_known_times(tmp_path, read_s, lo, hi):
 
 
 def test_accelerators_at_90_formula():
-    from imgbench.report import aggregate
+    from imgbench.report import epoch_tables
 
     result = {
         "format": "npy",
@@ -207,7 +207,7 @@ def test_accelerators_at_90_formula():
             }
         ]
     )
-    t = aggregate.au_table([result], acc)
+    t = epoch_tables.au_table([result], acc)
     # 100,000 images/s x 0.016 s / (0.9 x 256) = 6.94 -> 6 accelerators at >= 90 %
     assert t["accelerators_at_90"].iloc[0] == 6 and t["au"].iloc[0] == 0.55
 
@@ -246,54 +246,6 @@ def test_a_failing_reader_fails_the_run_with_one_line(tmp_path, kind, run):
             access.run_training(store, tmp_path, parts, 2, kind, out, 0.001)
     msg = str(info.value)
     assert "\n" not in msg and str(tmp_path) in msg and "truncated file read" in msg
-
-
-def test_capped_epochs_start_cold_and_keep_at_most_the_cap(tmp_path, source):
-    from imgbench.measure import memcap
-    from tests.test_experiments import _fadvise_works
-
-    if not memcap.available() or not _fadvise_works(tmp_path):
-        pytest.skip("needs root, the cgroup v1 memory controller and posix_fadvise")
-    experiments.build_store(make_job(tmp_path, source[:2], "hdf5", "tuned", 1200))
-    job = make_job(
-        tmp_path,
-        source[:2],
-        "hdf5",
-        "tuned",
-        1200,
-        cache="capped",
-        evict="fadvise",
-        pattern="shuffled",
-        batch_size=100,
-        readers=2,
-        repeats=3,
-        warmup=1,
-        cache_cap=0.5,
-    )
-    r = experiments.read_epoch(job)
-    x = r["extra"]
-    assert r["verified"] and r["cache"] == "capped" and len(r["samples"]) == 3
-    assert r["resident_fraction"][0] <= 0.05  # the first epoch starts evicted
-    store_bytes = (job.store / "store.h5").stat().st_size
-    assert x["page_cache_cap_bytes"] == int(0.5 * store_bytes)
-    assert x["limit"] == x["page_cache_cap_bytes"] + x["reader_allowance_bytes"]
-    assert x["reader_allowance_bytes"] >= memcap_slack()
-    assert len(x["epoch_cache_bytes"]) == 3
-    assert all(c <= x["limit"] for c in x["epoch_cache_bytes"])
-    assert not list(memcap.ROOT.glob("imgbench-*")), "the memory cgroup was left behind"
-
-
-def memcap_slack() -> int:
-    return epochs._CappedEpochs.SLACK
-
-
-def test_capped_epochs_without_cgroup_v1_are_one_line(tmp_path):
-    from imgbench.measure import memcap
-
-    with pytest.raises(memcap.CapError) as info:
-        memcap.Cap(1 << 20, root=tmp_path)
-    msg = str(info.value)
-    assert "\n" not in msg and "page_cache_cap: 0" in msg and str(tmp_path) in msg
 
 
 @pytest.mark.parametrize(("kind", "readers"), [("process", 2), ("thread", 3)])
@@ -379,19 +331,3 @@ def test_a_streamed_epoch_that_loses_an_image_fails(tmp_path, source, monkeypatc
     )
     with pytest.raises(VerificationError, match="did not deliver each of the 300 images once"):
         experiments.read_epoch(job)
-
-
-def test_a_killed_capped_job_leaves_no_group_behind(tmp_path):
-    from imgbench.measure import memcap
-
-    if not memcap.available():
-        pytest.skip("needs root and the cgroup v1 memory controller")
-    stale = memcap.ROOT / "imgbench-999999999"  # no such pid: a job killed before cleanup
-    stale.mkdir()
-    try:
-        with memcap.capped(1 << 30) as cap:
-            assert cap.path.exists()
-        assert not stale.exists()
-    finally:
-        if stale.exists():
-            stale.rmdir()

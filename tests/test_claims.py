@@ -5,8 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from imgbench.report import article, claims
+from imgbench.report import article, judging
 from imgbench.report.claims import claims_markdown, claims_table
+from imgbench.report.epoch_tables import access_table, writers_table
+from imgbench.report.select import ReportError
+from imgbench.report.tables import disk_table, summary_table
 from tests.conftest import summary_row
 
 #: The 21 ids of /work/shared/notes/article-claims.md, in its order.
@@ -65,8 +68,14 @@ def disk_frame(sizes=None):
     return pd.DataFrame(rows, columns=cols)
 
 
+def tables(**kw):
+    """The tables write_tables always passes, empty (no epochs, writers, other sizes)."""
+    return {"access": access_table([]), "writers": writers_table([]), "disk_all": disk_table([])}
+
+
 def extras(**kw):
-    """Extras where lmdb-map-full, lazy-items and single-disk-lmdb hold; kw overrides."""
+    """Extras where lmdb-map-full, lazy-items and single-disk-lmdb hold, the tables empty; kw
+    overrides."""
     single = {
         (f, "article"): {
             "kib_allocated": article.SINGLE[f]["disk_kib"],
@@ -94,7 +103,8 @@ def extras(**kw):
         "map_full": True,
         "error": "MDB_MAP_FULL",
     }
-    return {"single_disk": single, "lazy_items": {"items": lazy}, "lmdb_map_full": full} | kw
+    ext = {"single_disk": single, "lazy_items": {"items": lazy}, "lmdb_map_full": full}
+    return tables() | ext | kw
 
 
 def setting(rows, fmt, op, n, median, mode="article", spread=0.0):
@@ -118,24 +128,24 @@ def judge(rows, disk=None, ext=None):
 def test_one_row_per_claim_with_the_notes_ids():
     t = claims_table(pd.DataFrame(published()), disk_frame(), extras())
     assert t["id"].tolist() == IDS
-    assert t.columns.tolist() == claims.COLUMNS
-    assert set(t["verdict"]) <= set(claims.VERDICTS)
+    assert t.columns.tolist() == judging.COLUMNS
+    assert set(t["verdict"]) <= set(judging.VERDICTS)
     assert t[["section", "claim", "kind", "test", "mode"]].ne("").all().all()
 
 
 def test_margins_pinned():
     """Changing a margin changes verdicts: it has to be a deliberate edit here too."""
     assert {
-        "TRIVIAL_S": claims.TRIVIAL_S,
-        "SLIGHT_MAX": claims.SLIGHT_MAX,
-        "DRASTIC_MIN": claims.DRASTIC_MIN,
-        "GAP_MIN": claims.GAP_MIN,
-        "LARGE_MIN": claims.LARGE_MIN,
-        "EPOCHS": claims.EPOCHS,
-        "DISK_TIE": claims.DISK_TIE,
-        "LAZY_FRACTION": claims.LAZY_FRACTION,
-        "LAZY_MAX_BYTES": claims.LAZY_MAX_BYTES,
-        "SCALING_EFFICIENCY": claims.SCALING_EFFICIENCY,
+        "TRIVIAL_S": judging.TRIVIAL_S,
+        "SLIGHT_MAX": judging.SLIGHT_MAX,
+        "DRASTIC_MIN": judging.DRASTIC_MIN,
+        "GAP_MIN": judging.GAP_MIN,
+        "LARGE_MIN": judging.LARGE_MIN,
+        "EPOCHS": judging.EPOCHS,
+        "DISK_TIE": judging.DISK_TIE,
+        "LAZY_FRACTION": judging.LAZY_FRACTION,
+        "LAZY_MAX_BYTES": judging.LAZY_MAX_BYTES,
+        "SCALING_EFFICIENCY": judging.SCALING_EFFICIENCY,
     } == {
         "TRIVIAL_S": 0.010,
         "SLIGHT_MAX": 3.0,
@@ -314,7 +324,7 @@ def test_missing_inputs_are_not_tested_and_named():
     ]
     verdict, numbers = judge(rows)["many-read-png-slow"]
     assert verdict == "not tested" and f"lmdb article read_many warm N={NMAX}" in numbers
-    empty = claims_table(pd.DataFrame(), pd.DataFrame(), {})
+    empty = claims_table(summary_table([]), disk_table([]), tables())
     assert set(empty["verdict"]) == {"not tested"}
     assert empty.set_index("id").loc["lazy-items", "numbers"] == 'missing: extras["lazy_items"]'
     assert 'extras["lmdb_map_full"]' in empty.set_index("id").loc["lmdb-map-full", "numbers"]
@@ -325,13 +335,21 @@ def test_missing_inputs_are_not_tested_and_named():
     )
 
 
-def test_broken_extras_and_zero_medians_do_not_crash():
+def test_broken_extras_and_missing_columns_raise_with_the_claim_id():
     ext = extras()
     del ext["lazy_items"]["items"][0]["store_bytes"]
-    assert judge(published(), ext=ext)["lazy-items"] == (
-        "not tested",
-        "missing field 'store_bytes'",
-    )
+    with pytest.raises(ReportError, match="claim lazy-items .*store_bytes"):
+        judge(published(), ext=ext)
+    renamed = [{k.replace("median_s", "median"): v for k, v in r.items()} for r in published()]
+    with pytest.raises(ReportError, match="claim single-store-fast .*median_s"):
+        judge(renamed)
+    no_access = extras()
+    del no_access["access"]
+    with pytest.raises(ReportError, match=r'claim png-concurrency .*extras\["access"\]'):
+        judge(published(), ext=no_access)
+
+
+def test_zero_medians_do_not_crash():
     rows = published()
     for n in article.CUTOFFS:
         rows = setting(rows, "lmdb", "read_many", n, 0.0)
@@ -452,7 +470,16 @@ def test_png_concurrency_needs_readers_and_writers():
         png_sequential_2_thread=0.55,
     )
     readers_only = judge(published(), ext=extras(access=acc))["png-concurrency"]
-    assert readers_only[0] == "holds" and "writers not tested" in readers_only[1]
+    # half the claim measured never holds: the writers part is named as undecided
+    assert readers_only[0] == "not tested" and "writers not tested" in readers_only[1]
+    assert "not decided: writers scale" in readers_only[1]
+    flat = epochs(
+        png_sequential_1_process=1.0,
+        png_sequential_2_process=0.95,
+        png_sequential_1_thread=1.0,
+        png_sequential_2_thread=0.95,
+    )
+    assert judge(published(), ext=extras(access=flat))["png-concurrency"][0] == "fails"
     slow = judge(published(), ext=extras(access=acc, writers=writers(png_1=10.0, png_2=9.5)))
     assert slow["png-concurrency"][0] == "mixed" and "writers scale" in slow["png-concurrency"][1]
     fast = judge(published(), ext=extras(access=acc, writers=writers(png_1=10.0, png_2=5.2)))
@@ -498,7 +525,7 @@ def test_markdown_counts_verdicts():
     assert "21 claims; holds: 14, fails: 0, mixed: 0, not tested: 7." in md
     lines = [x.replace(r"\|", "") for x in md.splitlines() if x.startswith("|")]
     assert len(lines) == 2 + 21  # header, separator, one row per claim
-    assert {x.count("|") for x in lines} == {len(claims.COLUMNS) + 1}  # no stray pipes
+    assert {x.count("|") for x in lines} == {len(judging.COLUMNS) + 1}  # no stray pipes
 
 
 def test_markdown_escapes_pipes_in_cells():

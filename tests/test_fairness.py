@@ -15,7 +15,7 @@ from imgbench.core.errors import StoreError
 from imgbench.experiments import builds
 from imgbench.measure import cache
 from imgbench.measure.du import disk_use
-from imgbench.report import aggregate
+from imgbench.report import tables
 from imgbench.stores import FORMATS, lmdb_store, modes
 from tests.conftest import make_job
 
@@ -160,7 +160,7 @@ def test_spread_flag_marks_repeats_that_disagree():
         rows.append(
             {**base, "samples": samples, "stats": {**st, "iqr_s": 0, "mean_s": 1, "n_samples": 3}}
         )
-    df = aggregate.summary_table(rows)
+    df = tables.summary_table(rows)
     assert list(df["spread_flag"]) == [False, True]
 
 
@@ -186,6 +186,6 @@ def test_article_comparison_keeps_a_row_with_only_write_data():
 
     summary = pd.DataFrame([summary_row("png", "write_many_returned", 10, 0.02)])
     disk = pd.DataFrame(columns=["format", "mode", "n_images", "kib_allocated"])
-    art = aggregate.article_table(summary, disk)
+    art = tables.article_table(summary, disk)
     assert len(art) == 1 and art["write_many_s_ours"].iloc[0] == 0.02
     assert np.isnan(art["read_many_s_ours"].iloc[0])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from imgbench.report import article
 from imgbench.report.reproduction import reproduction_markdown, reproduction_table
+from imgbench.report.tables import disk_table, summary_table
 from tests.conftest import summary_row
 
 FORMATS = ("png", "lmdb", "hdf5")
@@ -30,7 +33,10 @@ def disk_row(fmt, n, kib, apparent, mode="article"):
 
 
 def table(rows=(), disk=(), extras=None):
-    return reproduction_table(pd.DataFrame(list(rows)), pd.DataFrame(list(disk)), extras)
+    """The reproduction table of these rows (none: the tables of an empty run)."""
+    summary = pd.DataFrame(list(rows)) if rows else summary_table([])
+    dsk = pd.DataFrame(list(disk)) if disk else disk_table([])
+    return reproduction_table(summary, dsk, extras)
 
 
 def one(t, measure, fmt, n):
@@ -117,5 +123,21 @@ def test_markdown_says_how_writes_were_timed():
     md = reproduction_markdown(t)
     assert "until the library call returned" in md
     assert "KiB allocated" in md and "apparent bytes / 1000" in md
-    assert md.count("\n| store | png |") == 5
+    assert len(re.findall(r"^\| store +\| png +\|", md, flags=re.M)) == 5
     assert md.count("\n| ") == (1 + 1) + (1 + 54)  # ratios: header + 1 row; table: header + 54
+
+
+def test_other_image_sizes_beside_the_articles_do_not_leak_in():
+    # "cifar128" sorts before "cifar32": a lookup without the data key would pick it first
+    rows = [
+        row(fmt, "read_many", 10, median, data=data)
+        for data, median in (("cifar128", 9.0), ("cifar32", 1.0), ("cifar256", 7.0))
+        for fmt in FORMATS
+    ]
+    disk = [
+        {**disk_row("lmdb", 10, kib, kib * 1000), "data": data}
+        for data, kib in (("cifar128", 900), ("cifar32", 100), ("cifar256", 700))
+    ]
+    t = table(rows, disk)
+    assert one(t, "read", "png", 10)["ours"] == 1.0
+    assert one(t, "disk", "lmdb", 10)["ours"] == 100

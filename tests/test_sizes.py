@@ -12,7 +12,7 @@ import pytest
 
 from imgbench.core.errors import DataError
 from imgbench.data import sizes
-from imgbench.report import aggregate
+from imgbench.report import tables
 from tests.conftest import random_data
 from tests.test_workflow import REPO, make_archive, smk, tiny_args
 
@@ -99,11 +99,11 @@ def test_sizes_are_keyed_through_the_tables() -> None:
         result("cifar32", 1000, "read_many", "warm", 0.01),
         result("cifar64", 250, "read_many", "warm", 0.01),
     ]
-    summary = aggregate.summary_table(rows)
+    summary = tables.summary_table(rows)
     assert set(summary["data"]) == {"cifar32", "cifar64"}
     mbs = summary.set_index("data")["mb_per_s"]
     assert mbs["cifar32"] == pytest.approx(mbs["cifar64"])  # same raw bytes, same time
-    disk = aggregate.disk_table(
+    disk = tables.disk_table(
         [
             {
                 "data": "cifar64",

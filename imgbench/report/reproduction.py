@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from imgbench.report import article
-from imgbench.report.aggregate import _md, article_row
+from imgbench.report.markdown import md_table
+from imgbench.report.select import one
+from imgbench.report.tables import article_row
 
 FORMATS = ("png", "lmdb", "hdf5")
 COLUMNS = ["measure", "format", "n_images", "unit", "article", "ours", "ratio", "ours_alt", "note"]
@@ -25,13 +27,6 @@ TIMED = {
 }
 DISK_UNIT = "article: K(B) as printed; ours: KiB"
 DISK_NOTE = "ours: KiB allocated (du -sk); ours_alt: apparent bytes / 1000"
-
-
-def of_data(df: pd.DataFrame | None) -> pd.DataFrame:
-    """Only the article's data set (other data sets share the tables)."""
-    if df is None:
-        return pd.DataFrame()
-    return df[df["data"] == article.DATA] if "data" in df.columns else df
 
 
 def _row(
@@ -63,10 +58,9 @@ def _time(summary: pd.DataFrame, measure: str, fmt: str, n: int, pub: float) -> 
 def _disk(disk: pd.DataFrame, fmt: str, n: int, pub: float) -> dict:
     """Disk use: the article's figure as printed, ours in KiB allocated and apparent kB."""
     ours = alt = np.nan
-    if {"format", "mode", "n_images", "kib_allocated", "apparent_bytes"} <= set(disk.columns):
-        d = disk[(disk["format"] == fmt) & (disk["mode"] == "article") & (disk["n_images"] == n)]
-        if len(d):
-            ours, alt = float(d["kib_allocated"].iloc[0]), d["apparent_bytes"].iloc[0] / 1000
+    d = one(disk, format=fmt, mode="article", n_images=n)
+    if d is not None:
+        ours, alt = float(d["kib_allocated"]), d["apparent_bytes"] / 1000
     note = DISK_NOTE
     if fmt == "png":
         i = article.CUTOFFS.index(n)
@@ -86,8 +80,9 @@ def _disk_one(extras: dict, fmt: str) -> dict:
 def reproduction_table(
     summary: pd.DataFrame, disk: pd.DataFrame, extras: dict | None = None
 ) -> pd.DataFrame:
-    """One row per published number (54), ours beside it; a missing measurement is NaN."""
-    summary, disk, extras = of_data(summary), of_data(disk), extras or {}
+    """One row per published number (54), ours beside it (the article's data set only, picked
+    by :func:`imgbench.report.select.select`); a missing measurement is NaN."""
+    extras = extras or {}
     rows = []
     for measure, published in (("store", article.STORE_MANY_S), ("read", article.READ_MANY_S)):
         for fmt in FORMATS:
@@ -123,6 +118,6 @@ def reproduction_markdown(table: pd.DataFrame) -> str:
         med = ratios.pivot_table(
             index="measure", columns="format", values="ratio", aggfunc="median"
         )
-        out += ["Median ratio ours / article:", "", _md(med.reset_index(), "{:.3g}"), ""]
-    out += [_md(table, "{:.4g}"), ""]
+        out += ["Median ratio ours / article:", "", md_table(med.reset_index(), ".3g"), ""]
+    out += [md_table(table, ".4g"), ""]
     return "\n".join(out)
