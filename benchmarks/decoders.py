@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgbench.data import decode  # noqa: E402
+from imgbench.data import decode  # the installed package (pip install -e .)
 
 
 def _blobs(src: Path, n: int) -> list[bytes]:
