@@ -6,6 +6,7 @@ skips with the reason otherwise.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -107,6 +108,14 @@ def test_pipeline_runs_through_slurm(tmp_path: Path) -> None:
     summary = pd.read_csv(cluster / "results" / "tables" / "summary.csv")
     assert (summary["node"] == info.node_name).all()
     assert summary["verified"][summary["operation"].str.startswith("read")].all()
+    # The commit reached the node through sbatch's environment (the node needs no git), and
+    # the code hash through the job's params.
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True)
+    timings = list((cluster / "results" / "timings").rglob("*.json"))
+    assert len(timings) == 6
+    for p in timings:
+        r = json.loads(p.read_text())
+        assert r["commit"] == head.stdout.decode().strip() and r["code_hash"], p
 
 
 def _zombie(pid: int) -> bool:

@@ -249,6 +249,51 @@ def test_timed_jobs_never_overlap_any_job(tiny_run: Path) -> None:
             assert e1 <= s2 or e2 <= s1, f"timed job {a} overlaps job {b}"
 
 
+def test_results_say_which_code_measured_them(tiny_run: Path) -> None:
+    """commit and dirty come from the main process (environment), code_hash from the rule's
+    params: one per experiment family and format."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    hashes = {}
+    for p in (tiny_run / "results" / "timings").rglob("*.json"):
+        r = json.loads(p.read_text())
+        assert r["commit"] == head.stdout.strip() and isinstance(r["dirty"], bool), p
+        assert r["code_hash"], p
+        hashes.setdefault(p.relative_to(tiny_run / "results" / "timings").parts[0], {})[
+            r["format"]
+        ] = r["code_hash"]
+    assert hashes["write_many"]["lmdb"] != hashes["write_many"]["png"]  # own format only
+    assert hashes["write_many"]["png"] != hashes["read_many_warm"]["png"]  # own family
+    assert hashes["read_many_warm"] == hashes["read_many_cold"]  # same code
+
+
+def test_slurm_profile_covers_every_timed_rule() -> None:
+    """Every rule that claims all timing_slots gets an exclusive node, a runtime and memory
+    in profiles/slurm (a static file: compared here with the rules the workflow defines)."""
+    import yaml
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, ResourceSettings
+
+    with SnakemakeApi() as api:
+        wf = api.workflow(
+            resource_settings=ResourceSettings(cores=1, resources={"timing_slots": 100}),
+            config_settings=ConfigSettings(),
+            snakefile=REPO / "Snakefile",
+            workdir=REPO,
+        )
+        rules = wf._workflow.rules  # parsed only: no DAG, no job
+        timed = {r.name for r in rules if r.resources.get("timing_slots") == 100}
+    assert {"build_store", "read_epoch_capped", "train_cold", "device"} <= timed
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    exclusive = {
+        rule: res
+        for rule, res in profile["set-resources"].items()
+        if "--exclusive" in str(res.get("slurm_extra"))
+    }
+    assert set(exclusive) == timed
+    assert all(res.get("runtime") and res.get("mem_mb") for res in exclusive.values())
+
+
 def test_provenance_has_every_field(tiny_run: Path) -> None:
     prov = json.loads((tiny_run / "results" / "provenance.json").read_text())
     assert TOP_KEYS <= set(prov)
