@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from imgbench.core.errors import StoreError
-from imgbench.stores import FORMATS, _arrow, get_store, store_class
+from imgbench.stores import FORMATS, _arrow, get_store, options, store_class
 from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store
 from tests.conftest import random_data
 
@@ -55,7 +55,7 @@ def labels_for(n: int) -> np.ndarray:
 
 
 def small_opts(fmt: str) -> dict:
-    return {k: v for k, v in SMALL.items() if k in FORMATS[fmt].options}
+    return {k: v for k, v in SMALL.items() if k in options(fmt, "tuned")}
 
 
 def round_trip(path: Path, fmt: str, blobs: list[bytes], labels: np.ndarray, **kw) -> list:
