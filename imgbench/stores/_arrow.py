@@ -290,11 +290,14 @@ class ArrowStore(Store):
 
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
-        batches = self.batches(path / self.file)
-        try:
-            yield batches.read
-        finally:
-            batches.close()
+        # Read tuning (issue 22): the advice goes to every map the reader makes of the file;
+        # the pool (None at io_depth 1) to a format that reads by offset.
+        with self.read_pool() as pool:
+            batches = self.batches(path / self.file, self.random_reads, pool, self.io_depth)
+            try:
+                yield batches.read
+            finally:
+                batches.close()
 
     def read_one(self, path: Path) -> tuple[np.ndarray, int]:
         images, labels = self.read_batch(path, [0])

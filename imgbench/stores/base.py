@@ -12,12 +12,16 @@ dtype (1,000 ImageNet classes do not fit uint8); article stores keep the article
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import json
 import logging
 import mmap
 import multiprocessing
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,9 +41,52 @@ class Store(ABC):
     #: durability twice over in the call-returned time; the common flush follows anyway).
     library_sync: ClassVar[bool] = False
 
+    # --- read tuning (issue 22): every concrete class fills exactly one of each pair, so a
+    # capped-epoch row can say how a knob was applied or why it was not.
+    #: how ``tune_reads(advice="random")`` turns readahead off in this class's batch reader
+    random_advice: ClassVar[str] = ""
+    #: why it cannot (the library keeps its own descriptor or map, ...)
+    random_advice_why_not: ClassVar[str] = ""
+    #: how ``tune_reads(io_depth=k)`` keeps k reads in flight per reader
+    io_depth_how: ClassVar[str] = ""
+    #: why it cannot (reads hold the GIL, the library already reads concurrently, ...)
+    io_depth_why_not: ClassVar[str] = ""
+
     def __init__(self, options: Mapping[str, Any] | None = None, workers: int = 1) -> None:
         self.options = dict(options or {})
         self.workers = max(1, int(workers))
+        self.read_advice = "default"
+        self.io_depth = 1
+
+    def tune_reads(self, advice: str = "default", io_depth: int = 1) -> dict[str, str]:
+        """Set the read-side knobs of the batch readers opened after this call (the capped
+        epochs of issue 22 measure each with and without). Returns, per knob, how it is
+        applied, or "not applied: <why>" for a class that cannot apply it ("" = default)."""
+        if advice not in ADVICE:
+            raise ValueError(f"read advice {advice!r}: use one of {', '.join(ADVICE)}")
+        if isinstance(io_depth, bool) or int(io_depth) != io_depth or io_depth < 1:
+            raise ValueError(f"io_depth {io_depth!r}: use an integer >= 1")
+        self.read_advice, self.io_depth = advice, int(io_depth)
+
+        def note(wanted: bool, how: str, why_not: str) -> str:
+            return "" if not wanted else how or f"not applied: {why_not}"
+
+        return {
+            "advice": note(advice != "default", self.random_advice, self.random_advice_why_not),
+            "io_depth": note(self.io_depth > 1, self.io_depth_how, self.io_depth_why_not),
+        }
+
+    @property
+    def random_reads(self) -> bool:
+        """True if batch readers should turn readahead off (advice "random")."""
+        return self.read_advice == "random"
+
+    def read_pool(self) -> contextlib.AbstractContextManager[ThreadPoolExecutor | None]:
+        """A pool of ``io_depth`` threads for one batch reader (None at depth 1); made inside
+        ``batch_reader``, so a forked reader makes its own."""
+        if self.io_depth <= 1 or not self.io_depth_how:
+            return contextlib.nullcontext(None)
+        return ThreadPoolExecutor(self.io_depth, thread_name_prefix=f"{self.format}-io")
 
     @abstractmethod
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
@@ -94,6 +141,100 @@ class Store(ABC):
         """Read the one image of a single-image store."""
         images, labels = self.read_many(path)
         return images[0], int(labels[0])
+
+
+#: Values of ``tune_reads(advice=...)``: the kernel's default readahead, or none ("random").
+ADVICE = ("default", "random")
+_MADV_RANDOM = 1  # <sys/mman.h>; mmap.MADV_RANDOM where Python defines it
+
+
+def advise_fd(fd: int, random: bool) -> None:
+    """``posix_fadvise(POSIX_FADV_RANDOM)`` on *fd* if *random*: no readahead for reads through
+    this open file (the advice belongs to the open file description, so it must be the
+    descriptor that is read)."""
+    if random:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return libc
+
+
+def _madvise(start: int, length: int) -> None:
+    if _libc().madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), _MADV_RANDOM) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"madvise(MADV_RANDOM) failed: {os.strerror(err)}")
+
+
+def advise_maps(files: Iterable[Path | str], random: bool) -> int:
+    """``madvise(MADV_RANDOM)`` on every mapping of *files* in this process (found in
+    /proc/self/maps by device and inode), if *random*: a page fault then reads that page
+    only, not a readahead window (up to ``read_ahead_kb``). Works on maps a library made
+    itself (pyarrow, SQLite, LevelDB) as on our own. Returns how many mappings it advised."""
+    if not random:
+        return 0
+    wanted = set()
+    for f in files:
+        st = os.stat(f)
+        wanted.add((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+    done = 0
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            parts = line.split(maxsplit=5)
+            if len(parts) < 6 or parts[4] == "0":
+                continue
+            major, minor = (int(x, 16) for x in parts[3].split(":"))
+            if (major, minor, int(parts[4])) in wanted:
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                _madvise(lo, hi - lo)
+                done += 1
+    return done
+
+
+def pread_rows(
+    jobs: Sequence[tuple[int, int]],
+    out: np.ndarray,
+    where: Path | str,
+    pool: ThreadPoolExecutor | None = None,
+    depth: int = 1,
+) -> None:
+    """Fill row k of *out* (rows of equal bytes, C-contiguous) from ``jobs[k] = (fd,
+    offset)`` with one ``os.preadv`` each, in file order; with a *pool*, cut into *depth*
+    runs, each on its own thread: *depth* reads in flight (pread releases the GIL)."""
+    order = sorted(range(len(jobs)), key=lambda k: jobs[k])
+    rows = out.reshape(len(out), -1)
+    size = rows.shape[1] if len(rows) else 0
+
+    def run(part: Sequence[int]) -> None:
+        for k in part:
+            fd, offset = jobs[k]
+            if os.preadv(fd, [rows[k]], offset) != size:
+                raise StoreError(
+                    f"{where}: short read at byte {offset} (file truncated); delete the store "
+                    "directory and rerun the build"
+                )
+
+    in_runs(run, order, pool, depth)
+
+
+def in_runs(
+    fn: Callable[[Sequence[int]], None],
+    items: Sequence[int],
+    pool: ThreadPoolExecutor | None,
+    depth: int,
+) -> None:
+    """``fn(run)`` over *items* cut into *depth* contiguous runs, one per pool thread (all
+    of *items* on the calling thread without a pool); the first error is raised."""
+    if pool is None or depth < 2 or len(items) < 2:
+        fn(items)
+        return
+    cuts = np.linspace(0, len(items), min(depth, len(items)) + 1).astype(int)
+    futures = [pool.submit(fn, items[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    for future in futures:
+        future.result()
 
 
 def blob_ext(blob: bytes | memoryview) -> str:

@@ -29,7 +29,14 @@ import h5py
 import numpy as np
 
 from imgbench.core.errors import StoreError
-from imgbench.stores.base import PARALLEL_MIN_IMAGES, Store, article_labels, fork_map, ranges
+from imgbench.stores.base import (
+    PARALLEL_MIN_IMAGES,
+    Store,
+    advise_fd,
+    article_labels,
+    fork_map,
+    ranges,
+)
 
 FILE = "store.h5"
 # Fork writers inherit these module globals, so nothing large is pickled through pipes.
@@ -66,6 +73,7 @@ def _open(path: Path) -> h5py.File:
 class ArticleHdf5(Store):
     format = "hdf5"
     mode = "article"
+    random_advice_why_not = io_depth_why_not = "article mode runs the article's read code unchanged"
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         file = h5py.File(path / FILE, "w")
@@ -102,6 +110,15 @@ class ArticleHdf5(Store):
 class TunedHdf5(Store):
     format = "hdf5"
     mode = "tuned"
+    random_advice = (
+        "posix_fadvise(POSIX_FADV_RANDOM) on HDF5's own descriptor of store.h5 (h5py "
+        "get_vfd_handle); part files of a multi-writer store are opened inside HDF5 and keep "
+        "their readahead"
+    )
+    io_depth_why_not = (
+        "h5py serialises every call into HDF5 on one global lock: a second thread's read "
+        "waits for the first"
+    )
 
     def _layout(self, shape: tuple[int, ...]) -> Callable[[int], dict]:
         chunk = int(self.options["hdf5_chunk_images"] or 0)
@@ -194,6 +211,7 @@ class TunedHdf5(Store):
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
         with _open(path) as file:
+            advise_fd(file.id.get_vfd_handle(), self.random_reads)
             yield lambda indices: self._batch(file, indices)
 
     def read_one(self, path: Path) -> tuple[np.ndarray, int]:

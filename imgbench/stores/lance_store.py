@@ -104,6 +104,12 @@ def _pixels(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 class TunedLance(Store):
     format = "lance"
     mode = "tuned"
+    random_advice_why_not = (
+        "Lance reads its data files with its own Rust I/O (no descriptor or map reaches Python)"
+    )
+    io_depth_why_not = (
+        "Lance's take already schedules a batch's reads concurrently on its own I/O runtime"
+    )
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         _fork_guard(path / DIR)

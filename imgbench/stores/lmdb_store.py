@@ -8,6 +8,12 @@ keys, ``append=True`` puts in key order in batched transactions, a map sized fro
 data that grows on ``MapFullError``, and cursor reads into one preallocated array.
 Encoded payload (tuned, issue 13): the same, each value the original file's bytes (one
 value per key), read by one cursor pass that copies each value once out of the map.
+
+Read tuning (tuned, issue 22): advice "random" opens the batch reader's environment with
+``readahead=False`` (LMDB then madvises MADV_RANDOM on its map); ``io_depth`` k > 1 cuts a
+batch's sorted keys into k runs, each looked up on its own thread in its own read
+transaction (py-lmdb releases the GIL inside ``mdb_cursor_get``, where the B-tree pages
+fault, and numpy's copy of a 3 KB value out of the map releases it too).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import logging
 import pickle
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import lmdb
@@ -25,7 +32,7 @@ import numpy as np
 
 from imgbench.core.errors import StoreError
 from imgbench.core.safepickle import loads
-from imgbench.stores.base import Store, article_labels, encoded_header
+from imgbench.stores.base import Store, article_labels, encoded_header, in_runs
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +72,14 @@ class CIFARImage:
         return image.reshape(*self.size, self.channels)
 
 
+ARTICLE_WHY_NOT = "article mode runs the article's read code unchanged"
+
+
 class ArticleLmdb(Store):
     format = "lmdb"
     mode = "article"
     library_sync = True  # the article's lmdb.open keeps sync=True: fsync at every commit
+    random_advice_why_not = io_depth_why_not = ARTICLE_WHY_NOT
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         map_size = len(images) * images[0].nbytes * 10
@@ -130,6 +141,11 @@ META, LABELS = b"~meta", b"~labels"  # '~' sorts after the digit keys: appends s
 class TunedLmdb(Store):
     format = "lmdb"
     mode = "tuned"
+    random_advice = "lmdb.open(readahead=False): LMDB madvises MADV_RANDOM on its map"
+    io_depth_how = (
+        "a batch's sorted keys in io_depth runs, each on its own thread and read transaction "
+        "(py-lmdb releases the GIL in mdb_cursor_get)"
+    )
 
     def _initial_map_size(self, images: np.ndarray) -> int:
         # Each value sits in its own overflow page(s) for images > ~2 KB: budget whole pages.
@@ -239,28 +255,41 @@ class TunedLmdb(Store):
 
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
-        env = open_readonly(path, lock=False)
+        env = open_readonly(path, lock=False, readahead=not self.random_reads)
         try:
             with env.begin(buffers=True) as txn:
                 _, shape, labels = self._meta(txn, path)
-            yield lambda indices: self._batch(env, path, shape, labels, indices)
+            with self.read_pool() as pool:
+                depth = self.io_depth
+                yield lambda indices: self._batch(env, path, shape, labels, indices, pool, depth)
         finally:
             env.close()
 
     @staticmethod
     def _batch(
-        env: lmdb.Environment, path: Path, shape: tuple, labels: np.ndarray, indices: Sequence[int]
+        env: lmdb.Environment,
+        path: Path,
+        shape: tuple,
+        labels: np.ndarray,
+        indices: Sequence[int],
+        pool: ThreadPoolExecutor | None = None,
+        depth: int = 1,
     ) -> tuple[np.ndarray, np.ndarray]:
-        # Keys in sorted order through one cursor (B-tree locality), scattered to their rows.
+        # Keys in sorted order through one cursor (B-tree locality), scattered to their rows;
+        # with a pool, the sorted keys in *depth* runs, one cursor each.
         idx = np.asarray(indices, dtype=np.int64)
         out = np.empty((len(idx), *shape), dtype=np.uint8)
         flat = out.reshape(len(idx), -1)
-        with env.begin(buffers=True) as txn, txn.cursor() as cur:
-            for row in np.argsort(idx, kind="stable"):
-                i = int(idx[row])
-                if not cur.set_key(key(i)):
-                    raise StoreError(f"{path}: key {i:08} missing; rebuild the store")
-                flat[row] = np.frombuffer(cur.value(), dtype=np.uint8)
+
+        def run(rows: Sequence[int]) -> None:
+            with env.begin(buffers=True) as txn, txn.cursor() as cur:
+                for row in rows:
+                    i = int(idx[row])
+                    if not cur.set_key(key(i)):
+                        raise StoreError(f"{path}: key {i:08} missing; rebuild the store")
+                    flat[row] = np.frombuffer(cur.value(), dtype=np.uint8)
+
+        in_runs(run, np.argsort(idx, kind="stable").tolist(), pool, depth)
         return out, labels[idx]
 
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,7 @@ from imgbench.stores._arrow import (
     to_encoded_table,
     to_table,
 )
+from imgbench.stores.base import advise_maps
 
 FILE = "store.parquet"
 CODECS = ("none", "snappy", "zstd", "lz4", "gzip", "brotli")
@@ -109,11 +111,25 @@ def _whole_table(file: Path, meta_type: type[Meta]) -> Iterator[tuple[pa.Table, 
 
 
 class _Batches:
-    """Random access through one open store: row-group offsets and labels read once."""
+    """Random access through one open store: row-group offsets and labels read once. Under
+    *random* (issue 22), each handle's map (pyarrow's own) is madvised MADV_RANDOM as it
+    opens; *pool* and *depth* are not used (see ``io_depth_why_not``)."""
 
-    def __init__(self, file: Path) -> None:
+    def __init__(
+        self,
+        file: Path,
+        random: bool = False,
+        pool: ThreadPoolExecutor | None = None,
+        depth: int = 1,
+    ) -> None:
         self.file = file
-        self.handles = PerThread(lambda: open_file(file))
+
+        def open_advised() -> pq.ParquetFile:
+            handle = open_file(file)  # memory-mapped by pyarrow at open
+            advise_maps([file], random)
+            return handle
+
+        self.handles = PerThread(open_advised)
         try:
             pf = self.handles.get()
             self.meta = Meta(pf.schema_arrow, file)
@@ -154,6 +170,14 @@ class _Batches:
 class TunedParquet(ArrowStore):
     format = "parquet"
     mode = "tuned"
+    random_advice = (
+        "madvise(MADV_RANDOM) on pyarrow's map of store.parquet (found in /proc/self/maps), "
+        "for each reading thread's handle"
+    )
+    io_depth_why_not = (
+        "not read by offset: a batch is one read_row_groups call in which pyarrow reads and "
+        "decodes whole row groups from its map"
+    )
     file = FILE
     batches = _Batches
 

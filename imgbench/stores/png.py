@@ -34,6 +34,7 @@ from imgbench.stores.base import (
     article_labels,
     blob_ext,
     fork_map,
+    in_runs,
     ranges,
     shared_array,
 )
@@ -71,6 +72,7 @@ def _article_read(file: Path) -> np.ndarray:
 class ArticlePng(Store):
     format = "png"
     mode = "article"
+    random_advice_why_not = io_depth_why_not = "article mode runs the article's read code unchanged"
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         for i in range(len(images)):
@@ -199,6 +201,14 @@ def _read_blob_range(bounds: tuple[int, int]) -> None:
 class TunedPng(Store):
     format = "png"
     mode = "tuned"
+    random_advice_why_not = (
+        "each image is its own small file, read whole by one read: readahead cannot reach past "
+        "the file's end, so there is no readahead to turn off"
+    )
+    io_depth_how = (
+        "a batch's files in io_depth runs, each opened, read and decoded on its own thread "
+        "(the reads release the GIL)"
+    )
 
     def _parallel(self, n: int) -> bool:
         return self.workers > 1 and n >= PARALLEL_MIN_IMAGES
@@ -267,10 +277,18 @@ class TunedPng(Store):
         labels = np.load(path / "labels.npy")
         image_shape = self._shape(path, 1)[1:]
 
-        def read(indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-            out = np.empty((len(indices), *image_shape), dtype=np.uint8)
-            for row, i in enumerate(indices):
-                _decode_into(str(path), int(i), out, row)
-            return out, labels[list(indices)]
+        with self.read_pool() as pool:
+            depth = self.io_depth
 
-        yield read
+            def read(indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+                idx = [int(i) for i in indices]
+                out = np.empty((len(idx), *image_shape), dtype=np.uint8)
+
+                def run(rows: Sequence[int]) -> None:
+                    for row in rows:
+                        _decode_into(str(path), idx[row], out, row)
+
+                in_runs(run, range(len(idx)), pool, depth)
+                return out, labels[idx]
+
+            yield read

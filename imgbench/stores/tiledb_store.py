@@ -277,6 +277,13 @@ def _write_meta(path: Path, meta: dict[str, Any], ctx: tiledb.Ctx) -> None:
 class TunedTiledb(Store):
     format = "tiledb"
     mode = "tuned"
+    random_advice_why_not = (
+        "TileDB's VFS opens and reads the fragment files itself (C++): no descriptor reaches Python"
+    )
+    io_depth_why_not = (
+        "TileDB already reads a query's tiles concurrently on its own IO thread pool "
+        "(sm.io_concurrency_level)"
+    )
     library_sync = True  # TileDB's POSIX VFS fsyncs every file it closes (seen with strace)
 
     def write_many(self, path: Path, images: np.ndarray, labels: np.ndarray) -> None:
