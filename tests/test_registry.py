@@ -3,6 +3,7 @@ follow from it, and a test fails when a committed file does not."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import jsonschema
@@ -61,8 +62,12 @@ def test_every_default_passes_its_own_limits() -> None:
 def test_the_test_and_full_configs_run_every_format() -> None:
     tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())["formats"]
     full = yaml.safe_load((REPO / "profiles/full/config.yaml").read_text())["config"]
-    (line,) = [c for c in full if c.startswith("formats=")]
-    for where, listed in (("tests/configs/tiny.yaml", tiny), ("profiles/full", line)):
+    (line,) = [re.findall(r"[a-z0-9]+", c[8:]) for c in full if c.startswith("formats=")]
+    text = (REPO / config_files.CONFIG).read_text()
+    comment = text[text.index("# Registered formats:") : text.index("\nformats:")]
+    named = re.findall(r"[a-z0-9]+", comment)
+    listed_by = (("tests/configs/tiny.yaml", tiny), ("profiles/full", line))
+    for where, listed in (*listed_by, ("config.yaml's comment on formats", named)):
         missing = [f for f in stores.FORMATS if f not in listed]
         assert not missing, f"{where}: add {missing} to its formats"
 
