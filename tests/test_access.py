@@ -83,15 +83,21 @@ def test_read_epoch_counts_and_verifies(tmp_path, source, pattern):
 
 def test_a_wrong_image_at_one_index_fails_the_job(tmp_path, source, monkeypatch):
     experiments.build_store(make_job(tmp_path, source[:2], "npy", "tuned", 500))
-    real = NpyStore.read_batch
+    real = NpyStore.batch_reader
 
-    def lying(self, path, indices):
-        images, labels = real(self, path, indices)
-        images = images.copy()
-        images[np.asarray(indices) == 123] ^= 1  # wrong pixels at store index 123 only
-        return images, labels
+    @contextlib.contextmanager
+    def lying(self, path):
+        with real(self, path) as read:
 
-    monkeypatch.setattr(NpyStore, "read_batch", lying)
+            def wrong(indices):
+                images, labels = read(indices)
+                images = images.copy()
+                images[np.asarray(indices) == 123] ^= 1  # wrong pixels at store index 123 only
+                return images, labels
+
+            yield wrong
+
+    monkeypatch.setattr(NpyStore, "batch_reader", lying)
     job = make_job(
         tmp_path,
         source[:2],
