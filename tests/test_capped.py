@@ -127,14 +127,29 @@ def test_without_a_memory_controller_the_row_says_why(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not memcap.usable()[0], reason=f"no usable memory cgroup: {memcap.usable()[1]}")
+@pytest.mark.parametrize("advice", ["default", "random"])
 @pytest.mark.parametrize("readers", [1, 2])
-def test_a_real_cap_holds_the_store_to_the_cap_and_charges_it_in_the_group(tmp_path, readers):
+def test_a_real_cap_holds_the_store_to_the_cap_and_charges_it_in_the_group(
+    tmp_path, readers, advice
+):
     n = 20_000  # 61 MB: 5 % of it is above the governor's slack
     src = _source(tmp_path, n)
     experiments.build_store(make_job(tmp_path, src, "npy", "tuned", n))
-    r = capped.read_capped(_job(tmp_path, src, n, batch_size=64, readers=readers))
+    # With the kernel's readahead (8 MiB here) a capped shuffled npy batch of 16 faults in
+    # ~128 MB: the window is long enough for a few such batches.
+    job = _job(
+        tmp_path,
+        src,
+        n,
+        batch_size=16,
+        readers=readers,
+        advice=advice,
+        capped_warmup_s=0.5,
+        capped_seconds=1.5,
+    )
+    r = capped.read_capped(job)
     x = r["extra"]
-    assert r["verified"] and x["images_per_s"] > 0 and "not_measured" not in x
+    assert r["verified"] and (x["images_per_s"] or 0) > 0 and "not_measured" not in x, x
     assert x["resident_start"] <= 0.2 + 0.05
     assert x["resident_peak"] <= 0.2 + 0.05, x
     # nothing of the store is charged outside the group: its resident pages are the group's

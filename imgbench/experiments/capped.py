@@ -189,7 +189,11 @@ def read_capped(job: Job) -> dict[str, Any]:
                 c_end = _counters(dev)
                 out.stop[0] = 1
             if ended:  # the window ends with the epoch's last batch, not at the poll
-                ticks[-1] = float(np.nanmax(out.done_at))
+                last = float(np.nanmax(out.done_at))
+                if last <= ticks[0]:  # it ended between the warm-up's last poll and the window
+                    ended, ticks = "warmup", [t0, t0]
+                    c_start, resident_start = c0, res.resident_fraction[0]
+                ticks[-1] = last
             # Where the store's pages are charged: in the group, up to the cap.
             resident_end, memory = cache.resident_fraction(files), cap.memory()
         finally:

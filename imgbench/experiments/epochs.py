@@ -1,14 +1,12 @@
 """Timed epochs as training reads them: mini-batches in an order over several readers
-(``read_epoch``), warm, cold or with the page cache capped, and a simulated accelerator fed by
+(``read_epoch``), warm or cold, and a simulated accelerator fed by
 them (``train``); every image verified after each epoch, untimed."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,20 +33,16 @@ def _epochs(
     run: Callable[[Store, list[np.ndarray], Any], Any],
     keep: Callable[[Any, Any], None],
     max_batches: int | None = None,
-    cap: Any = None,
 ) -> Result:
     """What epoch reads and the training simulation share: a fresh order per run (eviction or
     residency last before the timer), ``run(store, batches, out)`` timed, every image verified
-    after it; ``keep(result, out)`` takes what a timed run leaves to report. With a page-cache
-    *cap* (:class:`imgbench.measure.memcap.Cap`), the epochs are consecutive
-    (:class:`_CappedEpochs`)."""
+    after it; ``keep(result, out)`` takes what a timed run leaves to report."""
     src_images, src_labels = load_source(job.images, job.labels, job.n)
     store = open_store(job, workers=1)  # no pool inside a reader: the readers are the parallelism
     res = Result.for_job(job, op)
     files = cache.store_files(job.store)
     rounds = iter(range(job.warmup + job.repeats))
     state: dict[str, Any] = {}
-    capped = _CappedEpochs(cap, res, job, files) if cap is not None else None
 
     def before(_: None, timed: bool) -> None:
         state["round"] = next(rounds)
@@ -62,14 +56,10 @@ def _epochs(
             n = sum(len(p) for p in parts)
             out = access.Epoch(n, src_images.shape[1:], src_labels.dtype, len(parts))
             state.update(order=order[:n], parts=parts, out=out)
-        if capped is not None:  # the output is faulted in above, outside the group
-            capped.before(timed)
-        elif timed:  # last: nothing of the store is opened between eviction and the timer
+        if timed:  # last: nothing of the store is opened between eviction and the timer
             prepare_cache(res, job, job.store, files)
 
     def after(_: None, got: Any, timed: bool) -> None:
-        if capped is not None:
-            capped.after(timed)
         out = state["out"]
         if state["order"] is None:  # streamed: every index exactly once, in any order
             state["order"] = np.array(out.index)
@@ -97,51 +87,6 @@ def _epochs(
         **({"shuffle_buffer": job.shuffle_buffer} if pattern == Pattern.BUFFERED else {}),
     )
     return res
-
-
-class _CappedEpochs:
-    """Consecutive epochs with the page cache the readers may fill capped (MLPerf Storage's
-    concern: epochs after the first served from memory). The warmup epoch runs in the group
-    without a limit on a store made resident *outside* it, so the group is charged only the
-    readers' own memory: its peak, with a margin, is the allowance. The limit is then the cap
-    plus that allowance; the store is evicted once, before the first timed epoch, and each
-    later epoch starts with whatever the capped cache kept (measured with mincore)."""
-
-    MARGIN = 1.25  # the readers' measured peak x this, + SLACK, is their allowance
-    SLACK = 16 << 20
-
-    def __init__(self, cap: Any, res: Result, job: Job, files: list[Path]) -> None:
-        if job.warmup < 1:
-            raise ValueError("capped epochs need a warmup epoch: it measures the readers' memory")
-        self.cap, self.res, self.job, self.files = cap, res, job, files
-        self.cap_bytes = int(job.cache_cap * sum(f.stat().st_size for f in files))
-        self.first = True
-        res.extra.update(page_cache_cap_bytes=self.cap_bytes, epoch_cache_bytes=[])
-
-    def before(self, timed: bool) -> None:
-        if not timed:  # calibration: the store is cached outside the group, charged to root
-            cache.make_resident(self.files)
-            (self.cap.path / "memory.max_usage_in_bytes").write_text("0")
-        elif self.first:
-            prepare_cache(self.res, self.job, self.job.store, self.files)  # cold start
-            self.first = False
-        else:  # what the capped cache kept from the previous epoch
-            self.res.resident_fraction.append(cache.resident_fraction(self.files))
-        self.cap.enter()
-
-    def after(self, timed: bool) -> None:
-        self.cap.leave()
-        if not timed:
-            allowance = int(self.cap.stat("memory.max_usage_in_bytes") * self.MARGIN)
-            limit = self.cap_bytes + allowance + self.SLACK
-            (self.cap.path / "memory.limit_in_bytes").write_text(str(limit))
-            self.res.extra.update(reader_allowance_bytes=allowance + self.SLACK, limit=limit)
-            log.info(
-                "page-cache cap %d B + readers' allowance -> limit %d B", self.cap_bytes, limit
-            )
-        else:
-            self.res.extra["epoch_cache_bytes"].append(self.cap.cache_bytes())
-            self.res.extra["limit_hits"] = self.cap.stat("memory.failcnt") - self.cap.failcnt_start
 
 
 def read_epoch(job: Job) -> dict[str, Any]:
@@ -175,20 +120,15 @@ def read_epoch(job: Job) -> dict[str, Any]:
         else:
             access.run_epoch(store, job.store, parts, job.readers, job.reader_kind, out)
 
-    with contextlib.ExitStack() as stack:
-        cap = None
-        if job.cache == Cache.CAPPED:
-            from imgbench.measure import memcap
-
-            cap = stack.enter_context(memcap.capped(-1))  # the limit is set after calibration
-        res = _epochs(
-            job,
-            Op.READ_EPOCH,
-            job.pattern,
-            run,
-            lambda _, out: latencies.extend(out.latency[np.isfinite(out.latency)]),
-            cap=cap,
-        )
+    if job.cache == Cache.CAPPED:
+        raise BenchError(f"{job.what}: capped epochs are time-boxed: run them with read_capped")
+    res = _epochs(
+        job,
+        Op.READ_EPOCH,
+        job.pattern,
+        run,
+        lambda _, out: latencies.extend(out.latency[np.isfinite(out.latency)]),
+    )
     res.extra.update(
         batch_latency_p50_s=float(np.percentile(latencies, 50)),
         batch_latency_p99_s=float(np.percentile(latencies, 99)),
