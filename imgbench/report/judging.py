@@ -107,7 +107,7 @@ class Run:
 
     def _n(self, df: pd.DataFrame, fmt: str, op: str | None) -> pd.Series:
         eq = {"format": fmt, "mode": self.mode} | ({"operation": op} if op else {})
-        return select(df, **eq)["n_images"]
+        return select(df, partial=True, **eq)["n_images"]  # a cutoff exists even if half-warm
 
     def disk_use(self) -> tuple[int, dict[str, tuple[float, float]]]:
         """(largest N, {format: (KiB allocated, apparent bytes)}) from the disk table."""

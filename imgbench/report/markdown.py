@@ -11,7 +11,7 @@ import pandas as pd
 
 def md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     """*df* as a GitHub markdown table: no index, NaN and None as empty cells, pipes escaped."""
-    cells = df.astype(object).where(df.notna(), None)
-    cells = cells.map(lambda v: v.replace("|", r"\|") if isinstance(v, str) else v)
+    cells = df.astype(object).map(lambda v: v.replace("|", r"\|") if isinstance(v, str) else v)
+    cells = cells.mask(df.isna().to_numpy(), "")  # tabulate prints NaN as "nan"
     cells.columns = [str(c).replace("|", r"\|") for c in cells.columns]
-    return cells.to_markdown(index=False, floatfmt=floatfmt, missingval="")
+    return cells.to_markdown(index=False, floatfmt=floatfmt)

@@ -248,7 +248,10 @@ def sizes_md(summary: pd.DataFrame, disk: pd.DataFrame) -> list[str]:
         return []
     rows = []
     for (data, fmt, mode), g in summary.groupby(["data", "format", "mode"]):
-        n = int(g[g["operation"] == "write_many"]["n_images"].max())
+        built = g[g["operation"] == "write_many"]["n_images"]
+        if not len(built):  # no build timed for this size: nothing per byte to show
+            continue
+        n = int(built.max())
         at = g[g["n_images"] == n]
 
         def mbs(op: str, cache: str, at: pd.DataFrame = at, data: str = data) -> float:
@@ -270,6 +273,8 @@ def sizes_md(summary: pd.DataFrame, disk: pd.DataFrame) -> list[str]:
                 "LMDB overflow pages": d["lmdb_overflow_pages"].iloc[0] if len(d) else None,
             }
         )
+    if not rows:
+        return []
     table = pd.DataFrame(rows).sort_values(["format", "mode", "px"])
     return [
         "## Image sizes (per byte)",
