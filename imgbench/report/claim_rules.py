@@ -40,12 +40,14 @@ from imgbench.report.select import ANY, select
 
 
 def single_store_fast(run: Run) -> Outcome:
+    """Every format's durable write_one under TRIVIAL_S."""
     t = times(run, "write_one", 1)
     checks = {f"{f.upper()} < {TRIVIAL_S * 1e3:g} ms": t[f].median < TRIVIAL_S for f in t}
     return tally(checks, fmt_times(t, ms=True))
 
 
 def single_store_lmdb_edge(run: Run) -> Outcome:
+    """LMDB's write_one fastest beyond the spread, by less than SLIGHT_MAX."""
     t = times(run, "write_one", 1)
     edge = ratio(min(t["png"].median, t["hdf5"].median), t["lmdb"].median)
     numbers = f"{fmt_times(t, ms=True)}; edge {edge:.2f}x"
@@ -60,6 +62,7 @@ def single_store_lmdb_edge(run: Run) -> Outcome:
 
 
 def single_disk_lmdb(run: Run) -> Outcome:
+    """A one-image LMDB store larger than PNG's and HDF5's, in both units."""
     single = run.extra("single_disk")
     sizes = {}
     for f in FORMATS:
@@ -71,6 +74,7 @@ def single_disk_lmdb(run: Run) -> Outcome:
 
 
 def single_read_png(run: Run) -> Outcome:
+    """PNG's warm read_one fastest, by less than SLIGHT_MAX; all trivially fast."""
     t = times(run, "read_one", 1)
     ahead = {f"PNG faster than {f.upper()}": faster(t["png"], t[f]) for f in ("lmdb", "hdf5")}
     edge = ratio(max(t["lmdb"].median, t["hdf5"].median), t["png"].median)
@@ -129,6 +133,7 @@ def crossover(op: str, consistently: bool) -> Callable[[Run], Outcome]:
 
 
 def png_gap(run: Run) -> Outcome:
+    """PNG's write-read gap at least GAP_MIN times LMDB's and HDF5's."""
     n = run.cutoffs("write_many", "read_many")[-1]
     w, r = times(run, "write_many", n), times(run, "read_many", n)
     gap = {f: abs(w[f].median - r[f].median) for f in FORMATS}
@@ -143,6 +148,7 @@ def png_gap(run: Run) -> Outcome:
 
 
 def read_dominates(run: Run) -> Outcome:
+    """EPOCHS warm reads outweigh one durable write, per format."""
     n = run.cutoffs("write_many", "read_many")[-1]
     w, r = times(run, "write_many", n), times(run, "read_many", n)
     checks = {f"{f.upper()}": EPOCHS * r[f].median > w[f].median for f in FORMATS}
@@ -153,12 +159,14 @@ def read_dominates(run: Run) -> Outcome:
 
 
 def disk_png_smallest(run: Run) -> Outcome:
+    """HDF5 and LMDB stores larger than PNG's at the largest cutoff."""
     n, sizes = run.disk_use()
     verdict, numbers = larger(sizes, [("hdf5", "png"), ("lmdb", "png")])
     return verdict, f"N={n}: {numbers}"
 
 
 def lmdb_map_full(run: Run) -> Outcome:
+    """Appending 10 % to the largest article LMDB raised MapFullError."""
     m = run.extra("lmdb_map_full")
     numbers = (
         f"appended {m.get('appended')} to N={m.get('n_images')}: map_size {m.get('map_size')} B, "
@@ -172,6 +180,7 @@ def lmdb_map_full(run: Run) -> Outcome:
 
 
 def lazy_items(run: Run) -> Outcome:
+    """Reading one image raises peak RSS by under the LAZY margins."""
     items = run.extra("lazy_items").get("items") or []
     items = {i.get("format"): i for i in items if i.get("mode", "article") == run.mode}
     checks, parts = {}, []
@@ -185,6 +194,7 @@ def lazy_items(run: Run) -> Outcome:
 
 
 def overall(run: Run) -> Outcome:
+    """PNG over the faster of LMDB and HDF5 at least LARGE_MIN, writes and reads."""
     n = run.cutoffs("write_many", "read_many")[-1]
     checks, parts = {}, []
     for op in ("write_many", "read_many"):
@@ -213,6 +223,7 @@ def _epoch(
 
 
 def lmdb_sequential(run: Run) -> Outcome:
+    """LMDB's key-order epoch faster than its shuffled one beyond the spread."""
     acc = _epochs(run)
     seq, shuf = _epoch(acc, "lmdb", "sequential"), _epoch(acc, "lmdb", "shuffled")
     numbers = (
@@ -223,6 +234,7 @@ def lmdb_sequential(run: Run) -> Outcome:
 
 
 def hdf5_ranges(run: Run) -> Outcome:
+    """HDF5's one-range read faster than reading image by image."""
     acc = _epochs(run)
     element = _epoch(acc, "hdf5", "sequential")
     n = int(select(acc, format="hdf5")["epoch_images"].iloc[0])
@@ -279,6 +291,7 @@ def _writer_scaling(run: Run, fmt: str) -> tuple[bool, str]:
 
 
 def png_concurrency(run: Run) -> Outcome:
+    """PNG readers and writers both scale; half of it measured never holds."""
     verdict, numbers = scaling("png", ("process", "thread"))(run)
     checks: dict[str, bool | None] = {"readers scale": verdict == "holds"}
     try:
@@ -291,6 +304,7 @@ def png_concurrency(run: Run) -> Outcome:
 
 
 def hdf5_write_lock(run: Run) -> Outcome:
+    """HDF5 builds with one file per process scale with writers."""
     ok, text = _writer_scaling(run, "hdf5")
     return tally({"one file per process scales": ok}, text)
 
@@ -316,6 +330,7 @@ def _large_disk(run: Run) -> tuple[int, pd.DataFrame]:
 
 
 def lmdb_overflow(run: Run) -> Outcome:
+    """LMDB's disk per raw byte at >= 256 px at least CHART_MIN x every other's."""
     size, rows = _large_disk(run)
     if "lmdb" not in rows.index:
         raise Missing(f"lmdb {run.mode} disk at {size} px")
@@ -343,6 +358,7 @@ def lmdb_overflow(run: Run) -> Outcome:
 
 
 def hdf5_disk_large(run: Run) -> Outcome:
+    """HDF5 smaller than LMDB at >= 256 px, beyond DISK_TIE, below SLIGHT_MAX."""
     size, rows = _large_disk(run)
     if not {"lmdb", "hdf5"} <= set(rows.index):
         raise Missing(f"lmdb and hdf5 {run.mode} disk at {size} px")
