@@ -5,7 +5,8 @@ article: datasets ``images`` and ``meta`` of type STD_U8BE, read back with
 closed it; we open read-only and close it, since a dangling handle would defeat
 cold-cache eviction and "r+" can touch the file.
 tuned: native uint8 datasets (contiguous by default, chunking and compression as
-options), ``read_direct`` into preallocated arrays, batches read in sorted order. With
+options), ``read_direct`` into preallocated arrays; a batch reader opens the file with a
+data sieve buffer of one image and reads ``ds[i]`` per image (issue 22). With
 several writers (config ``writers``), each forked process writes its contiguous share to its
 own file (``part-<k>.h5``: one HDF5 file cannot take writers from several processes without
 MPI-parallel HDF5; the article's advice is one file per process) and ``store.h5`` joins them
@@ -54,10 +55,14 @@ def _write_part(bounds: tuple[int, int]) -> None:
         file.create_dataset("images", data=images[a:b], dtype=np.uint8, **layout(b - a))
 
 
-def _open(path: Path) -> h5py.File:
-    """Open a store read-only; a virtual dataset whose part file is gone would read as zeros
-    (HDF5 fills unmapped data silently), so a missing part is an error."""
-    file = h5py.File(path / FILE, "r")
+def _open(path: Path, sieve: int | None = None) -> h5py.File:
+    """Open a store read-only, with a data sieve buffer of *sieve* bytes (None: HDF5's 64 KiB
+    default); a virtual dataset whose part file is gone would read as zeros (HDF5 fills
+    unmapped data silently), so a missing part is an error."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    if sieve is not None:
+        fapl.set_sieve_buf_size(sieve)
+    file = h5py.File(h5py.h5f.open(str(path / FILE).encode(), h5py.h5f.ACC_RDONLY, fapl))
     ds = file["images"]
     if ds.is_virtual:
         missing = [m.file_name for m in ds.virtual_sources() if not (path / m.file_name).exists()]
@@ -197,22 +202,35 @@ class TunedHdf5(Store):
                 meta.read_direct(labels)
         return blobs, labels
 
-    def read_batch(self, path: Path, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        with _open(path) as file:
-            return self._batch(file, indices)
-
     @staticmethod
-    def _batch(file: h5py.File, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        # h5py fancy indexing needs increasing unique indices: read sorted, then reorder.
+    def _batch(
+        images: h5py.Dataset, labels: np.ndarray, indices: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # One ds[i] per image (h5py's fast path for a simple selection), as a stock PyTorch
+        # Dataset reads: faster than one sorted fancy-index read (benchmarks/hdf5_batch.py).
         idx = np.asarray(indices, dtype=np.int64)
-        uniq, inverse = np.unique(idx, return_inverse=True)
-        return file["images"][uniq][inverse], file["meta"][uniq][inverse]
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(images)):
+            raise IndexError(f"index out of range 0..{len(images) - 1}")
+        out = np.empty((len(idx), *images.shape[1:]), dtype=images.dtype)
+        for row, i in enumerate(idx.tolist()):
+            out[row] = images[i]
+        return out, labels[idx]
 
     @contextlib.contextmanager
     def batch_reader(self, path: Path) -> Iterator[Callable]:
-        with _open(path) as file:
+        # The sieve buffer sized to one image: with HDF5's 64 KiB default, every image read
+        # fetches and copies 64 KiB (warm: 1.6-1.8x slower; benchmarks/hdf5_batch.py).
+        # Labels are read once per reader.
+        with _open(path) as probe:
+            ds = probe["images"]
+            sieve = max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize) if ds.ndim > 1 else None
+        with _open(path, sieve) as file:
             advise_fd(file.id.get_vfd_handle(), self.random_reads)
-            yield lambda indices: self._batch(file, indices)
+            images, meta = file["images"], file["meta"]
+            labels = np.empty(meta.shape, dtype=meta.dtype)
+            if labels.size:
+                meta.read_direct(labels)
+            yield lambda indices: self._batch(images, labels, indices)
 
     def read_one(self, path: Path) -> tuple[np.ndarray, int]:
         with _open(path) as file:
