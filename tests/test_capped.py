@@ -155,3 +155,35 @@ def test_a_real_cap_holds_the_store_to_the_cap_and_charges_it_in_the_group(
     # nothing of the store is charged outside the group: its resident pages are the group's
     assert x["group_file_bytes_end"] >= x["resident_end"] * x["store_bytes"] - (1 << 20), x
     assert x["cgroup_version"] in (1, 2)
+
+
+def test_the_capped_table_reads_each_row_against_the_device(tmp_path, no_cgroup):
+    from imgbench.report.capped import capped_md, capped_table
+
+    src = _source(tmp_path, 2000)
+    experiments.build_store(make_job(tmp_path, src, "npy", "tuned", 2000))
+    r = capped.read_capped(_job(tmp_path, src, 2000, capped_warmup_s=0.05, capped_seconds=0.1))
+    device = tmp_path / "device.json"
+    device.write_text(
+        '{"random_4k_iops_qd1": 1000, "random_4k_iops_qd32": 10000, "seq_read_mb_s": 500}'
+    )
+    row = capped_table([r], device).iloc[0]
+    rate = r["extra"]["images_per_s"]
+    assert row["cache"] == "capped" and row["images_per_s"] == pytest.approx(rate)
+    assert row["limit"] == "random_4k_iops_qd32"
+    assert row["limit_fraction"] == pytest.approx(rate / 10000)
+    assert row["epoch_fraction"] == r["extra"]["epoch_fraction"] and row["verified"]
+    assert "## Shuffled epochs" in "\n".join(capped_md(capped_table([r], device)))
+
+
+def test_unmeasured_capped_rows_are_one_line_in_the_summary(tmp_path, monkeypatch):
+    from imgbench.report.capped import capped_md, capped_table
+
+    src = _source(tmp_path, 200)
+    experiments.build_store(make_job(tmp_path, src, "npy", "tuned", 200))
+    monkeypatch.setattr(capped.memcap, "usable", lambda: (False, "not root: run as root"))
+    rows = [capped.read_capped(_job(tmp_path, src, 200, readers=k)) for k in (1, 2)]
+    table = capped_table(rows)
+    assert table["not_measured"].eq("not root: run as root").all()
+    assert table["images_per_s"].isna().all()
+    assert capped_md(table)[2] == "Not measured: not root: run as root."

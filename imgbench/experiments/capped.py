@@ -155,6 +155,7 @@ def read_capped(job: Job) -> dict[str, Any]:
         return res.save(job.result)
 
     src_images, src_labels = load_source(job.images, job.labels, job.n)
+    res.extra["image_bytes"] = int(src_images[0].nbytes)
     store = open_store(job, workers=1)  # no pool inside a reader: the readers are the parallelism
     store.tune_reads(advice=job.advice, io_depth=job.io_depth)
     order = access.epoch_order(job.pattern, job.n, job.seed, 0, job.random_samples)

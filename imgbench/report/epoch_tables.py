@@ -1,5 +1,5 @@
-"""The tables of the loader runs: epochs, accelerator utilisation, parallel writers, capped
-page cache.
+"""The tables of the loader runs: epochs, accelerator utilisation and parallel writers (epochs
+beyond the page cache: :mod:`imgbench.report.capped`).
 
 Why apart from :mod:`imgbench.report.tables`: these rows have dimensions of their own
 (pattern, reader kind, readers, writers) and a scaling column against one reader or writer.
@@ -164,36 +164,3 @@ def writers_table(results: list[dict]) -> pd.DataFrame:
     df["speedup"] = _over_one(df, cols[:-1], "writers") if len(df) else []
     df["spread_flag"] = df["spread"] > SPREAD_LIMIT
     return df.sort_values(cols).reset_index(drop=True)
-
-
-def capped_table(results: list[dict]) -> pd.DataFrame:
-    """One row per epoch of the capped runs: images/s, and how much of the store the capped
-    page cache held when the epoch started (mincore; epoch 1 starts evicted)."""
-    rows = []
-    for r in results:
-        x = r["extra"]
-        for k, (sec, resident) in enumerate(zip(r["samples"], r["resident_fraction"], strict=True)):
-            rows.append(
-                {
-                    "data": r.get("data", "cifar32"),
-                    "format": r["format"],
-                    "mode": r["mode"],
-                    "pattern": x["pattern"],
-                    "reader_kind": x["reader_kind"],
-                    "readers": x["readers"],
-                    "epoch": k + 1,
-                    "seconds": sec,
-                    "images_per_s": x["epoch_images"] / sec if sec else np.nan,
-                    "resident_at_start": resident,
-                    "cap_mib": x["page_cache_cap_bytes"] / 2**20,
-                    "limit_mib": x["limit"] / 2**20,
-                    "group_cache_mib_after": x["epoch_cache_bytes"][k] / 2**20,
-                    "verified": r["verified"],
-                    "node": r["node"],
-                    "config_hash": r["config_hash"],
-                    **provenance(r),
-                }
-            )
-    cols = ["data", "format", "mode", "pattern", "reader_kind", "readers", "epoch"]
-    df = pd.DataFrame(rows)
-    return df.sort_values(cols).reset_index(drop=True) if len(df) else pd.DataFrame(columns=cols)

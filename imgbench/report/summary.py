@@ -221,24 +221,6 @@ def writers_md(writers: pd.DataFrame) -> list[str]:
     ]
 
 
-def capped_md(capped: pd.DataFrame) -> list[str]:
-    """The capped-page-cache section (capped.csv)."""
-    if not len(capped):
-        return []
-    cols = ["format", "mode", "pattern", "readers", "epoch", "images_per_s", "resident_at_start"]
-    return [
-        "## Epochs beyond the page cache (capped.csv)",
-        "",
-        "Consecutive epochs, the first from an evicted store, with the page cache the readers "
-        "may fill capped below the store's size (a memory cgroup: cap + the readers' own "
-        "measured memory); resident_at_start = the store's fraction in the page cache when "
-        "the epoch began.",
-        "",
-        md_table(capped[cols]),
-        "",
-    ]
-
-
 def sizes_md(summary: pd.DataFrame, disk: pd.DataFrame) -> list[str]:
     """Image sizes side by side, per byte: each variant's largest store (the same raw bytes),
     write and read MB/s, disk over raw bytes, LMDB's overflow pages."""

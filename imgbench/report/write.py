@@ -13,15 +13,15 @@ from pathlib import Path
 from imgbench.core.atomic import atomic_path
 from imgbench.core.names import Op
 from imgbench.data.sizes import is_encoded, main_pixels
+from imgbench.report.capped import capped_md, capped_table
 from imgbench.report.claims import claims_markdown, claims_table
-from imgbench.report.epoch_tables import access_table, au_table, capped_table, writers_table
+from imgbench.report.epoch_tables import access_table, au_table, writers_table
 from imgbench.report.load import load, provenance_note, read_results
 from imgbench.report.reproduction import reproduction_markdown, reproduction_table
 from imgbench.report.select import DIMENSIONS
 from imgbench.report.summary import (
     access_md,
     au_md,
-    capped_md,
     markdown_summary,
     partial_note,
     payload_md,
@@ -66,6 +66,7 @@ def write_tables(
     training: list[Path],
     writer_builds: list[Path] = (),
     capped_runs: list[Path] = (),
+    device: Path | None = None,
     **outputs: Path,
 ) -> None:
     """The tables rule: samples, summary, disk, article comparison, reproduction, claims and
@@ -101,7 +102,7 @@ def write_tables(
         "access": access,
         "au": au,
         "writers": extras["writers"],
-        "capped": capped_table(load(capped_runs)),
+        "capped": capped_table(load(capped_runs), device),
         "payload": payload,
     }
     for name, df in frames.items():
