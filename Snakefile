@@ -25,6 +25,8 @@ wildcard_constraints:
     writers=r"\d+",
     kind="process|thread",
     compute=r"[0-9.]+",
+    advice="default|random",
+    depth=r"\d+",
 
 
 include: "workflow/rules/data.smk"

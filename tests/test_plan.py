@@ -30,7 +30,10 @@ def test_default_plan_matches_the_article_grid() -> None:
     assert len(p.timings) == 7 * 5 * 3 + 7 * 3 and len(p.disk) == 7 * 5
     assert len(p.epochs) == 7 * 2 * 2 * 2 and len(p.training) == 7 * 2 * 2
     tuned_parallel = [f for m, f in p.combos if m == "tuned" and parallel_writes(f)]
-    assert len(p.writers) == len(tuned_parallel) * 2 and p.capped == []
+    assert len(p.writers) == len(tuned_parallel) * 2
+    # capped epochs: the 4 tuned formats x reader processes [1, 2] x advice [default, random]
+    assert len(p.capped) == 4 * 2 * 2 and all("/tuned/" in t for t in p.capped)
+    assert plan.make_plan(_config(page_cache_cap=0)).capped == []
     assert p.claim_runs == [
         "results/claims/cifar32/lmdb_map_full.json",
         "results/claims/cifar32/lazy_items.json",

@@ -37,7 +37,16 @@ _KINDS: dict[str, list[str]] = {
     "train": [*_EPOCH_KEYS, "au_batches", "prefetch"],
 }
 # Reads come warm and cold; only the cold ones depend on how the store is evicted.
-_KINDS["epoch_capped"] = [*_KINDS["epoch"], "cold_cache", "page_cache_cap", "capped_epochs"]
+#: capped epochs are one time box each: no epoch repeats, their own window keys
+_KINDS["epoch_capped"] = [
+    "batch_size",
+    "seed",
+    "cold_cache",
+    "page_cache_cap",
+    "capped_warmup_s",
+    "capped_seconds",
+    "capped_windows",
+]
 _CACHED = ("read", "one_read", "epoch", "train")
 #: config keys that change what each kind of timed job measures: changing one reruns only the
 #: jobs whose kind lists it (store options are added per format and mode)
@@ -73,6 +82,7 @@ TABLES = {
     "markdown": "results/tables/summary.md",
 }
 _EPOCH = "{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json"
+_CAPPED = "{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}_{advice}_d{depth}.json"
 
 
 class PlanError(BenchError):
@@ -224,12 +234,21 @@ class Plan:
 
     @cached_property
     def capped(self) -> list[str]:
-        """Epochs beyond the page cache (page_cache_cap > 0): MLPerf Storage's case, shuffled
-        epochs one after another."""
-        if not self.config["page_cache_cap"]:
+        """Epochs from a store 1 / page_cache_cap times the readers' page cache (0: none):
+        reader processes, each capped mode, order, reader count, advice and io depth."""
+        c = self.config
+        if not c["page_cache_cap"]:
             return []
-        path = "results/timings/read_epoch_capped/" + _EPOCH
-        return self.targets(path, pattern=["shuffled"], epochs=True, **self._readers)
+        every = self.targets(
+            "results/timings/read_epoch_capped/" + _CAPPED,
+            epochs=True,
+            pattern=c["capped_patterns"],
+            readers=c["capped_readers"],
+            kind=["process"],
+            advice=c["capped_advice"],
+            depth=c["io_depth"],
+        )
+        return [t for t in every if Path(t).parts[4] in c["capped_modes"]]
 
     @cached_property
     def training(self) -> list[str]:

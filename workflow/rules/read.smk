@@ -123,22 +123,35 @@ use rule read_epoch_warm as read_epoch_cold with:
         config_hash=measure_hash("epoch_cold"),
 
 
-# Epochs beyond the page cache (page_cache_cap > 0): consecutive epochs with the cache the
-# readers may fill capped below the store (a cgroup v1 memory group; root). Off by default.
-use rule read_epoch_warm as read_epoch_capped with:
+# Epochs from a store larger than the page cache (page_cache_cap > 0): one time-boxed epoch
+# per job with the readers' page cache capped (a memory cgroup; root), read on through one
+# permutation: a warm-up window, then the timed window (imgbench/experiments/capped.py).
+rule read_epoch_capped:
+    input:
+        store=largest_store,
+        images=rules.double.output.images,
+        labels=rules.double.output.labels,
     output:
-        result="results/timings/read_epoch_capped/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json",
+        result="results/timings/read_epoch_capped/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}_{advice}_d{depth}.json",
     log:
-        "results/logs/read_epoch_capped/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.log",
+        "results/logs/read_epoch_capped/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}_{advice}_d{depth}.log",
     benchmark:
-        "results/benchmarks/read_epoch_capped/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.tsv"
+        "results/benchmarks/read_epoch_capped/{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}_{advice}_d{depth}.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=TIMING_SLOTS,
     params:
+        **PLAN.measure_params("epoch_capped"),
+        **experiment("read_capped"),
         cache="capped",
-        cold_cache=config["cold_cache"],
-        repeats=config["capped_epochs"],
-        warmup=1,
-        page_cache_cap=config["page_cache_cap"],
+        repeats=config["capped_windows"],
+        warmup=0,
+        options=store_options,
+        n=largest,
         config_hash=measure_hash("epoch_capped"),
+    script:
+        "../scripts/step.py"
 
 
 # Training simulation: shuffled batches consumed by an accelerator that computes

@@ -51,6 +51,7 @@ rule tables:
         training=PLAN.training,
         writer_builds=PLAN.writers,
         capped_runs=PLAN.capped,
+        device=rules.device.output.device,
     output:
         **{k: report(v, category="Tables") for k, v in PLAN.tables.items()},
     log:
