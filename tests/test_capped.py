@@ -52,6 +52,9 @@ class _FakeCap:
     def set_limit(self, limit):
         pass
 
+    def hold_at_limit(self):
+        pass
+
     def memory(self):
         return {"anon": 0, "file": 0, "total": 0}
 

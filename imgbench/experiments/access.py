@@ -97,6 +97,7 @@ def _readers(
     n: int,
     work: Callable[[Callable, int], None],
     on_fail: Callable[[int], None] = lambda r: None,
+    child_init: Callable[[], None] | None = None,
 ) -> Iterator[None]:
     """Run ``work(read, r)`` in *n* readers of *kind* while the body runs; join them on exit
     and fail with one line naming the store if any reader failed (``on_fail(r)`` runs in a
@@ -110,6 +111,8 @@ def _readers(
 
             def child(r: int) -> None:
                 try:
+                    if child_init is not None:  # e.g. join a memory cgroup, parent outside
+                        child_init()
                     with store.batch_reader(path) as read:
                         work(read, r)
                 except BaseException as exc:
@@ -120,6 +123,8 @@ def _readers(
 
             workers: list = [ctx.Process(target=child, args=(r,)) for r in range(n)]
         else:
+            if child_init is not None:
+                raise StoreError(f"{path}: this epoch needs reader processes, not threads")
             errors = queue.SimpleQueue()
             read = stack.enter_context(store.batch_reader(path))
 
@@ -150,7 +155,13 @@ def _readers(
 
 
 def run_epoch(
-    store: Store, path: Path | str, parts: list[np.ndarray], readers: int, kind: str, out: Epoch
+    store: Store,
+    path: Path | str,
+    parts: list[np.ndarray],
+    readers: int,
+    kind: str,
+    out: Epoch,
+    child_init: Callable[[], None] | None = None,
 ) -> None:
     """Read every batch once with *readers* readers of *kind*; raise if any reader failed.
     A reader stops before its next batch once ``out.stop`` is set (the rest stay unread)."""
@@ -162,13 +173,19 @@ def run_epoch(
                 return
             _put(read, parts, starts, b, out)
 
-    with _readers(store, Path(path), kind, readers, share):
+    with _readers(store, Path(path), kind, readers, share, child_init=child_init):
         pass
 
 
 @contextlib.contextmanager
 def epoch_in_background(
-    store: Store, path: Path | str, parts: list[np.ndarray], readers: int, kind: str, out: Epoch
+    store: Store,
+    path: Path | str,
+    parts: list[np.ndarray],
+    readers: int,
+    kind: str,
+    out: Epoch,
+    child_init: Callable[[], None] | None = None,
 ) -> Iterator[None]:
     """Run :func:`run_epoch` while the body runs (the body watches the clock and sets
     ``out.stop``); on exit, wait for the readers and raise if any failed."""
@@ -176,7 +193,7 @@ def epoch_in_background(
 
     def main() -> None:
         try:
-            run_epoch(store, path, parts, readers, kind, out)
+            run_epoch(store, path, parts, readers, kind, out, child_init)
         except BaseException as exc:  # re-raised in the caller's thread below
             errors.append(exc)
 

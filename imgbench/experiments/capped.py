@@ -61,6 +61,10 @@ class _Governor(threading.Thread):
         self.limit = cap_bytes + SLACK + (64 << 20)  # until the first reading
         self.own_peak = 0
         self.failures = 0
+        # A reader that allocates faster than the limit follows waits for it (this thread
+        # runs outside the group and raises it) instead of being killed: TileDB's readers
+        # take tens of MB at once.
+        cap.hold_at_limit()
         cap.set_limit(self.limit)
 
     def run(self) -> None:
@@ -166,13 +170,20 @@ def read_capped(job: Job) -> dict[str, Any]:
 
     with memcap.capped(None) as cap, damage_is_clear(job):
         governor, residency = _Governor(cap, cap_bytes), _Residency(files)
-        cap.enter()  # the readers fork (or run as threads) inside the group
         try:
             governor.start()
             t0 = time.perf_counter()
             c0 = _counters(dev)
+            # Each reader process joins the group as it starts; this process stays outside
+            # (its threads raise the limit and sample residency, and must never wait on it).
             with access.epoch_in_background(
-                store, job.store, parts, job.readers, job.reader_kind, out
+                store,
+                job.store,
+                parts,
+                job.readers,
+                job.reader_kind,
+                out,
+                child_init=lambda: cap.enter(os.getpid()),
             ):
                 ended = "warmup" if _wait(t0 + job.capped_warmup_s, out) else ""
                 if ended:  # the whole epoch fit in the warm-up: it is the window
@@ -200,7 +211,6 @@ def read_capped(job: Job) -> dict[str, Any]:
         finally:
             governor.halt.set()
             residency.halt.set()
-            cap.leave()
         governor.join()
         if residency.is_alive():
             residency.join()

@@ -216,6 +216,7 @@ class Cap:
                 f"cannot make memory cgroup {self.path}: {exc.strerror}; {_FIX}"
             ) from exc
         self._entered: list[int] = []
+        self._soft = False  # v2: limit through memory.high (hold_at_limit)
         self._peak_fd: int | None = None
         self.set_limit(limit_bytes)
         self.failcnt_start = 0  # a new group has hit nothing; kept for older callers
@@ -248,13 +249,25 @@ class Cap:
             value = "-1" if limit_bytes is None else str(int(limit_bytes))
         else:
             value = "max" if limit_bytes is None else str(int(limit_bytes))
+        v2_file = "memory.high" if self._soft else "memory.max"
         try:
-            self._file("memory.limit_in_bytes", "memory.max").write_text(value)
+            self._file("memory.limit_in_bytes", v2_file).write_text(value)
         except OSError as exc:
             raise CapError(
                 f"{self.path}: cannot set the memory limit to {value} ({exc.strerror}); the "
                 "group may already use more than that and hold it: raise the cap"
             ) from exc
+
+    def hold_at_limit(self) -> None:
+        """At the limit, make the group's processes wait for memory instead of being killed:
+        v1 pauses them (memory.oom_control = 1) until the limit is raised; v2 limits through
+        memory.high (reclaim and throttling, never the OOM killer) and leaves memory.max
+        unlimited. Whoever raises the limit must run outside the group."""
+        if self.version == 1:
+            (self.path / "memory.oom_control").write_text("1")
+        else:
+            self._soft = True
+            (self.path / "memory.max").write_text("max")
 
     def stat(self, name: str) -> int:
         """One integer file of the group by name (older callers; prefer the methods)."""
