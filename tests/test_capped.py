@@ -135,7 +135,7 @@ def test_without_a_memory_controller_the_row_says_why(tmp_path, monkeypatch):
 def test_a_real_cap_holds_the_store_to_the_cap_and_charges_it_in_the_group(
     tmp_path, readers, advice
 ):
-    n = 20_000  # 61 MB: 5 % of it is above the governor's slack
+    n = 60_000  # 184 MB: its cap (37 MB) is above the governor's floor, 5 % above its slack
     src = _source(tmp_path, n)
     experiments.build_store(make_job(tmp_path, src, "npy", "tuned", n))
     # With the kernel's readahead (8 MiB here) a capped shuffled npy batch of 16 faults in

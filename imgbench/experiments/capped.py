@@ -46,19 +46,25 @@ log = logging.getLogger(__name__)
 #: the limit follows that charge (2 MiB: 0.7 % of the 100,000-image CIFAR store). A
 #: governor that lags lets the readers' own growth reclaim store pages: below the cap, never above.
 SLACK = 2 << 20
-GOVERN_S = 0.02
+GOVERN_S = 0.005
+#: Room above the readers' own charge is never below this. A read(2) that must charge a page
+#: to a group at its limit fails with ENOMEM where no page can be reclaimed (only page
+#: faults wait for the governor); the store's capped pages are that reserve, so a cap below
+#: this (a tiny store) is raised to it: the row's resident_peak shows what was held.
+FLOOR = 32 << 20
 #: Residency sweeps (mincore over every store file) take at most this share of one core.
 SWEEP_SHARE = 0.1
 POLL_S = 0.02
 
 
 class _Governor(threading.Thread):
-    """Keep the group's limit at cap + the readers' own charge + :data:`SLACK`."""
+    """Keep the group's limit at the readers' own charge + cap + :data:`SLACK` (at least
+    :data:`FLOOR`)."""
 
     def __init__(self, cap: Any, cap_bytes: int) -> None:
         super().__init__(name="cap-governor", daemon=True)
         self.cap, self.cap_bytes, self.halt = cap, cap_bytes, threading.Event()
-        self.limit = cap_bytes + SLACK + (64 << 20)  # until the first reading
+        self.limit = max(cap_bytes + SLACK, FLOOR) + (64 << 20)  # until the first reading
         self.own_peak = 0
         self.failures = 0
         # A reader that allocates faster than the limit follows waits for it (this thread
@@ -72,7 +78,7 @@ class _Governor(threading.Thread):
             m = self.cap.memory()
             own = max(0, m["total"] - m["file"])
             self.own_peak = max(self.own_peak, own)
-            limit = self.cap_bytes + own + SLACK
+            limit = own + max(self.cap_bytes + SLACK, FLOOR)
             if abs(limit - self.limit) >= (1 << 20):
                 try:
                     self.cap.set_limit(limit)
