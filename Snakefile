@@ -1,4 +1,5 @@
-# Image storage benchmark: PNG files vs LMDB vs HDF5 (+ raw npy), article vs tuned code.
+# Image storage benchmark: the formats in config `formats` (twelve registered in
+# imgbench/stores/__init__.py), the 2019 article's code (PNG, LMDB, HDF5) vs tuned code.
 # Entry point: includes only. Stages live in workflow/rules/, logic in the imgbench package.
 from snakemake.utils import min_version
 
