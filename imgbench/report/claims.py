@@ -56,8 +56,10 @@ def claims_markdown(table: pd.DataFrame) -> str:
             "",
             "Article mode decides (tuned mode's verdict is shown beside it in `numbers`). Writes "
             "count until durable on disk, reads are warm (rows whose store was not fully "
-            "resident decide nothing); claims about many images use the largest cutoff, "
-            "crossovers every cutoff. A difference within the repeat spread of the rows "
+            "resident decide nothing); capped parts read epochs from a store 5x the page "
+            "cache (capped.csv), each format with its best readahead advice and reads in "
+            "flight. Claims about many images use the largest cutoff, crossovers every "
+            "cutoff. A difference within the repeat spread of the rows "
             "compared counts as none; with a spread unknown no difference is called real. "
             "`mixed`: some of a claim's checks met, the unmet ones named; `not tested`: a part "
             "not measured or not decided, named.",

@@ -53,7 +53,7 @@ FORMATS = ("png", "lmdb", "hdf5")
 COLUMNS = ["id", "section", "claim", "kind", "test", "mode", "margin", "numbers", "verdict"]
 NOISE = "difference within the rows' spread = none"
 #: The tables write_tables always builds (possibly empty); their absence is a fault.
-TABLES = ("access", "writers", "disk_all")
+TABLES = ("access", "writers", "disk_all", "capped")
 
 Outcome = tuple[str, str]  # (verdict, numbers)
 
@@ -71,6 +71,21 @@ class Time:
     spread: float
 
 
+@dataclass(frozen=True)
+class Capped:
+    """One capped epoch picked for a claim: its time per image (for :func:`compare`),
+    images/s and the reader options it was measured with."""
+
+    time: Time
+    images_per_s: float
+    advice: str
+    io_depth: int
+
+    def __str__(self) -> str:
+        rate = f"{self.images_per_s:,.0f} images/s"
+        return f"{rate} ({self.advice} advice, {self.io_depth} in flight)"
+
+
 class Run:
     """This run's tables in one mode, with lookups that raise Missing for an absent
     measurement and ReportError for an absent column or table."""
@@ -79,7 +94,7 @@ class Run:
         self.summary, self.disk, self.extras, self.mode = summary, disk, extras, mode
 
     def table(self, key: str) -> pd.DataFrame:
-        """One of the tables write_tables always passes (access, writers, disk_all)."""
+        """One of the tables write_tables always passes (:data:`TABLES`)."""
         df = self.extras.get(key)
         if not isinstance(df, pd.DataFrame):
             raise ReportError(f'no table extras["{key}"] (write_tables always builds it)')
@@ -121,6 +136,27 @@ class Run:
                 raise Missing(f"{f} {self.mode} disk N={max(ns)}")
             sizes[f] = (float(sel["kib_allocated"].iloc[0]), float(sel["apparent_bytes"].iloc[0]))
         return max(ns), sizes
+
+    def capped(self, fmt: str, pattern: str, readers: int, mode: str | None = None) -> Capped:
+        """The fastest measured capped epoch of *fmt* (capped.csv, this mode unless *mode*):
+        best over readahead advice and reads in flight, the tuned options measured with and
+        without. Missing when there is no row, or no row with a number (its reasons named)."""
+        mode = mode or self.mode
+        key = {"format": fmt, "mode": mode, "pattern": pattern, "readers": readers}
+        sel = select(self.table("capped"), cache="capped", reader_kind="process", **key)
+        what = f"{fmt} {mode} capped {pattern} epoch, {readers} reader(s)"
+        if not len(sel):
+            raise Missing(what)
+        rate = sel["images_per_s"].astype(float)
+        ok = sel["not_measured"].isna() & (rate > 0)
+        if not ok.any():
+            why = "; ".join(sorted(set(sel["not_measured"].dropna().astype(str)))) or "no images/s"
+            raise Missing(f"{what} (not measured: {why})")
+        best = sel[ok].loc[rate[ok].idxmax()]
+        r = float(best["images_per_s"])
+        # 1/rate as the time: compare()'s margin (relative to the faster) is the same for rates
+        t = Time(1.0 / r, float(best["spread"]))
+        return Capped(t, r, str(best["advice"]), int(best["io_depth"]))
 
     def extra(self, key: str) -> dict:
         """One of the claim runs' results (optional measurements), or Missing naming it."""
