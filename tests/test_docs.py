@@ -76,13 +76,15 @@ def test_scalars_read_back_as_yaml() -> None:
 def test_page_lines_and_links(page: Path) -> None:
     """Lines within 100 characters (outside code blocks and tables) and every relative link
     pointing at a file that exists."""
-    fence = False
+    fence, prose = False, []
     for n, line in enumerate(page.read_text().splitlines(), 1):
-        if line.startswith("```"):
+        if line.strip().startswith("```"):
             fence = not fence
-        if not fence and not line.startswith("|") and not line.startswith("<!--"):
-            assert len(line) <= 100, f"{page.name}:{n} is {len(line)} characters"
-    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+        elif not fence:
+            prose.append(line)
+            if not line.startswith(("|", "<!--")):
+                assert len(line) <= 100, f"{page.name}:{n} is {len(line)} characters"
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", "\n".join(prose)):
         if "://" in target:
             continue
         assert (page.parent / target).exists(), f"{page.name}: link to missing {target}"
