@@ -70,7 +70,7 @@ class Format:
 
 
 _POSITIVE = {"minimum": 1}
-_TUNED = "README, 'Article mode and tuned mode'"
+_TUNED = "the format module's docstring"
 
 FORMATS: dict[str, Format] = {
     "png": Format(
