@@ -294,6 +294,8 @@ class Plan:
             *(["access"] if self.config["access_patterns"] else []),
             *(["au"] if self.config["computation_time"] else []),
             *(["sizes"] if len(self.pixel_datasets) > 1 else []),
+            "answer",
+            *(["capped"] if self.config["page_cache_cap"] else []),
         ]
         return {n: f"results/figures/{n}.{self.config['figure_format']}" for n in names}
 

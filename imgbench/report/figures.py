@@ -9,9 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from imgbench.core.atomic import atomic_path  # noqa: E402
 from imgbench.data.sizes import is_encoded, main_pixels, size_of  # noqa: E402
+from imgbench.report.answer import JOBS, answer_bars, load_tables, main_data  # noqa: E402
 from imgbench.stores import FORMATS  # noqa: E402  (the registry: plain data, no format library)
 
 MODES = ["article", "tuned"]
@@ -234,6 +236,80 @@ def _sizes(summary: pd.DataFrame, disk: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _answer(bars: pd.DataFrame) -> plt.Figure:
+    """A panel per job of the answer table, a bar per format (its best setting), min-max
+    spread as error bars, coloured by family."""
+    jobs = list(dict.fromkeys(bars["job"])) or ["no job measured"]
+    cols = min(3, len(jobs))
+    rows = -(-len(jobs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), squeeze=False)
+    for ax, job in zip(axes.flat, jobs, strict=False):
+        g = bars[bars["job"] == job]
+        g = g.iloc[sorted(range(len(g)), key=lambda i: _rank(g["format"].iloc[i]))]
+        lo = (g["value"] - g["lo"]).clip(lower=0).fillna(0)
+        hi = (g["hi"] - g["value"]).clip(lower=0).fillna(0)
+        ax.bar(g["format"], g["value"], yerr=[lo, hi], capsize=3,
+               color=[color(f) or "grey" for f in g["format"]])  # fmt: skip
+        better = "higher" if g["higher"].all() else "lower"
+        unit = g["unit"].iloc[0] if len(g) else ""
+        ax.set_title(job, fontsize=9)
+        ax.set_ylabel(f"{unit} ({better} is better)", fontsize=8)
+        ax.tick_params(axis="x", rotation=45, labelsize=7)
+        ax.grid(True, axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(jobs) :]:
+        ax.set_visible(False)
+    fams = [f for f in FAMILY_MAPS if f in set(bars["family"])]
+    handles = [Patch(color=matplotlib.colormaps[FAMILY_MAPS[f]](0.7), label=f) for f in fams]
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    if handles:
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=9)
+    return fig
+
+
+def _capped_bars(bars: pd.DataFrame) -> plt.Figure:
+    """Shuffled epochs per format: warm, cold and capped images/s side by side (each at its
+    best reader count; capped at its best advice and io_depth), min-max as error bars."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * bars["format"].nunique() + 2), 4.5))
+    fmts = sorted(set(bars["format"]), key=_rank)
+    jobs = list(dict.fromkeys(bars["job"]))
+    width = 0.8 / max(1, len(jobs))
+    for k, (job, hatch) in enumerate(zip(jobs, ["", "//", ".."], strict=False)):
+        g = bars[bars["job"] == job].set_index("format").reindex(fmts)
+        x = [i + (k - (len(jobs) - 1) / 2) * width for i in range(len(fmts))]
+        err = [
+            (g["value"] - g["lo"]).clip(lower=0).fillna(0),
+            (g["hi"] - g["value"]).clip(lower=0).fillna(0),
+        ]
+        ax.bar(
+            x,
+            g["value"],
+            width,
+            yerr=err,
+            capsize=2,
+            hatch=hatch,
+            edgecolor="k",
+            color=[color(f) or "grey" for f in fmts],
+            label=job.removeprefix("shuffled epochs, "),
+        )
+    ax.set_xticks(range(len(fmts)), fmts, rotation=30)
+    ax.set(yscale="log", ylabel="images/s (bars: min-max)", title="shuffled epochs")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+#: the answer table's shuffled-epoch jobs: warm, cold, capped (the capped figure)
+EPOCH_JOBS = [j for j in JOBS if j.name.startswith("shuffled epochs")]
+
+
+def _bars(summary_csv: Path, jobs: list | None = None) -> pd.DataFrame:
+    """The answer's per-format values from the tables beside summary.csv (the tables rule
+    writes them all at once)."""
+    tables = load_tables(Path(summary_csv).parent)
+    return answer_bars(tables, main_data(tables), jobs)
+
+
 def write_figures(
     summary_csv: Path,
     disk_csv: Path,
@@ -242,7 +318,8 @@ def write_figures(
     dpi: int = 120,
     **outputs: Path,
 ) -> None:
-    """The figures rule: render every figure named in *outputs* (keys below) from the tables."""
+    """The figures rule: render every figure named in *outputs* (keys below) from the tables;
+    answer and capped read the other tables the tables rule wrote beside summary.csv."""
     all_s, all_disk = pd.read_csv(summary_csv), pd.read_csv(disk_csv)
     # The article's figures are of one pixel data set (CIFAR 32 px when present, else the
     # smallest folder size); sizes and the pixels-vs-encoded comparison have their own.
@@ -272,6 +349,8 @@ def write_figures(
         "access": lambda: _access(acc),
         "au": lambda: _au(au),
         "sizes": lambda: _sizes(all_s, all_disk),
+        "answer": lambda: _answer(_bars(summary_csv)),
+        "capped": lambda: _capped_bars(_bars(summary_csv, EPOCH_JOBS)),
     }
     for name, path in outputs.items():
         fig = makers[name]()

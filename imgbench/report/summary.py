@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from imgbench.data.sizes import is_encoded, size_of
+from imgbench.report.answer import answer_md
 from imgbench.report.epoch_tables import AU_TARGET
 from imgbench.report.markdown import md_table
 from imgbench.report.select import partial_warm, select
-from imgbench.report.tables import SPREAD_LIMIT, family, per_family
+from imgbench.report.tables import SPREAD_LIMIT
 from imgbench.stores.base import PARALLEL_MIN_IMAGES
 
 
@@ -81,68 +82,18 @@ def markdown_summary(
 
 
 def which_format(
-    summary: pd.DataFrame, disk: pd.DataFrame, access: pd.DataFrame, data: str | None
+    summary: pd.DataFrame,
+    disk: pd.DataFrame,
+    access: pd.DataFrame,
+    data: str | None,
+    **more: pd.DataFrame,
 ) -> list[str]:
-    """'Which format for which job', from this run's *data* set: the fastest format per job,
-    its margin over the next, and its disk cost (tuned mode: each format at its best)."""
+    """'Which format for which job' from this run's *data* set: the rows of
+    :mod:`imgbench.report.answer` (which the README's answer block shares); *more* holds the
+    other tables its jobs read (capped, payload, au)."""
     if data is None:
         return []
-    jobs: list[tuple[str, pd.Series]] = []
-    tuned = select(summary, data=data, mode="tuned")
-    if len(access):
-        acc = select(access, data=data, mode="tuned", cache="warm")
-        for pattern in ("sequential", "shuffled", "random", "buffered"):
-            sel = acc[acc["pattern"] == pattern]
-            if len(sel):  # each format at its best reader count
-                best = sel.groupby("format")["images_per_s"].max()
-                what = "streamed through a shuffle buffer" if pattern == "buffered" else pattern
-                jobs.append((f"{what} epochs (warm, images/s)", best))
-    if len(tuned):
-        nmax = int(tuned["n_images"].max())
-        one = select(tuned, data=data, operation="read_one", cache="warm")
-        if len(one):
-            jobs.append(("one image (warm, images/s)", 1 / one.set_index("format")["median_s"]))
-        w = select(tuned, data=data, operation="write_many", n_images=nmax)
-        if len(w):
-            jobs.append(
-                (
-                    f"write once, N = {nmax:,} (durable, images/s)",
-                    nmax / w.set_index("format")["median_s"],
-                )
-            )
-    if not jobs:
-        return []
-    kib = {}
-    d = select(disk, data=data, mode="tuned")
-    if len(d):
-        d = d[d["n_images"] == d["n_images"].max()]
-        kib = d.set_index("format")["kib_per_image"].to_dict()
-    rows = []
-    for job, speed in jobs:
-        ranked = speed.sort_values(ascending=False)
-        first = ranked.index[0]
-        margin = ranked.iloc[0] / ranked.iloc[1] if len(ranked) > 1 else np.nan
-        rows.append(
-            {
-                "job": job,
-                "fastest": first,
-                "family": family(first),
-                "images/s": ranked.iloc[0],
-                "next": ranked.index[1] if len(ranked) > 1 else "",
-                "fastest per family": ", ".join(per_family(ranked)),
-                "margin": margin,
-                "disk KiB/image": kib.get(first, np.nan),
-            }
-        )
-    return [
-        "## Which format for which job",
-        "",
-        f"Tuned mode, each format at its best setting, data set `{data}`; generated from this "
-        "run (warm rows not fully resident left out).",
-        "",
-        md_table(pd.DataFrame(rows)),
-        "",
-    ]
+    return answer_md({"summary": summary, "disk": disk, "access": access, **more}, data)
 
 
 def access_md(access: pd.DataFrame) -> list[str]:

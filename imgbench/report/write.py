@@ -114,7 +114,9 @@ def write_tables(
         [
             markdown_summary(summary, dsk, art, main),
             *provenance_md(provenance_note(timed)),
-            *which_format(summary, dsk, access, main),
+            *which_format(
+                summary, dsk, access, main, capped=frames["capped"], payload=payload, au=au
+            ),
             *access_md(access),
             *au_md(au),
             *writers_md(extras["writers"]),

@@ -1,0 +1,465 @@
+"""'Which format for which job': one row per job, its winner overall and per family, the
+runner-up, the ratio, "tie" when the repeats cannot tell them apart, and a reason read from
+what was measured.
+
+Why one module: summary.md, the README's answer block (``python -m imgbench.report.answer``)
+and the answer figure all render the same :data:`JOBS` from the same tables, so the README can
+be regenerated from a published run's CSVs and a test can hold it to them. A job is one
+:class:`Job` entry (its table, metric, direction and row filter): a new storage backend or
+experiment adds its rows by adding entries, no code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imgbench.data.sizes import main_pixels
+from imgbench.report import article
+from imgbench.report.markdown import md_table
+from imgbench.report.select import ANY, select
+from imgbench.report.tables import family
+
+#: the families, in the order the table lists their winners
+FAMILIES = ("files", "key-value", "array", "columnar", "shards")
+#: with fewer than this many samples a range says little: a tie is a ratio within TIE_WITHIN
+MIN_SAMPLES = 3
+TIE_WITHIN = 0.05
+#: the README block's markers
+START, END = "<!-- answer:start -->", "<!-- answer:end -->"
+#: the tables the jobs read (results/tables/<name>.csv)
+TABLES = ("summary", "disk", "access", "capped", "payload", "au")
+#: a share of the readers' wall time (or of the device's limit) that makes a row bound by it
+BOUND = 0.7
+LIMITS = {
+    "random_4k_iops_qd32": "the device's random 4 KiB reads/s at queue depth 32",
+    "seq_read_mb_s": "the device's sequential bandwidth",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the answer: which rows of which table, and how to rank them."""
+
+    name: str
+    table: str
+    metric: str  # a key of METRICS: how a row becomes value, lo, hi, samples
+    higher: bool  # is a larger value better
+    where: Mapping[str, object] = field(default_factory=dict)  # select()'s equalities
+    largest: str | None = None  # keep only the rows at this column's largest value
+    best_of: tuple[str, ...] = ()  # settings each format is taken at its best over
+    reason: str = "cpu"  # a key of REASONS
+
+
+TUNED = {"mode": "tuned"}
+JOBS: list[Job] = [
+    Job("write once (durable)", "summary", "rate", True,
+        {**TUNED, "operation": "write_many", "cache": "none"}, largest="n_images"),
+    Job("full read, warm", "summary", "rate", True,
+        {**TUNED, "operation": "read_many", "cache": "warm"}, largest="n_images"),
+    Job("full read, cold", "summary", "rate", True,
+        {**TUNED, "operation": "read_many", "cache": "cold"}, largest="n_images"),
+    Job("shuffled epochs, warm", "access", "epoch", True,
+        {**TUNED, "pattern": "shuffled", "cache": "warm"}, best_of=("readers", "reader_kind")),
+    Job("shuffled epochs, cold", "access", "epoch", True,
+        {**TUNED, "pattern": "shuffled", "cache": "cold"}, best_of=("readers", "reader_kind")),
+    Job("shuffled epochs, store 5x the page cache", "capped", "capped", True,
+        {**TUNED, "pattern": "shuffled", "cache": "capped"},
+        best_of=("readers", "reader_kind", "advice", "io_depth"), reason="device"),
+    Job("one image: read (warm)", "summary", "one", False,
+        {**TUNED, "operation": "read_one", "cache": "warm"}),
+    Job("one image: store (durable)", "summary", "one", False,
+        {**TUNED, "operation": "write_one", "cache": "none"}),
+    Job("disk per image", "disk", "disk", False, TUNED, largest="n_images", reason="disk"),
+    Job("your JPEG/PNG folder: stored encoded, read warm and decoded", "payload", "payload",
+        True, {"cache": "warm"}, largest="n_images", reason="payload"),
+    Job("accelerators fed at AU >= 90 % (warm)", "au", "au", True, {**TUNED, "cache": "warm"},
+        best_of=("readers", "reader_kind", "computation_time"), reason="au"),
+]  # fmt: skip
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    """A column as floats, NaN where the table lacks it (CSV from older runs)."""
+    if name not in df.columns:
+        return pd.Series(np.nan, index=df.index)
+    return pd.to_numeric(df[name], errors="coerce")
+
+
+def _metric(value: pd.Series, lo: pd.Series, hi: pd.Series, n: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame({"value": value, "lo": lo, "hi": hi, "samples": n})
+
+
+def _per_image_rate(df: pd.DataFrame, count: str) -> pd.DataFrame:
+    """images/s from median, min and max seconds (the slowest repeat is the range's low)."""
+    n = _col(df, count)
+    return _metric(n / _col(df, "median_s"), n / _col(df, "max_s"), n / _col(df, "min_s"),
+                   _col(df, "n_samples"))  # fmt: skip
+
+
+def _one_ms(df: pd.DataFrame) -> pd.DataFrame:
+    """ms per image; the range from the spread of the repeats' medians (min_s and max_s span
+    the image ids, which is not noise), centred on the median."""
+    ms, half = _col(df, "median_s") * 1e3, _col(df, "spread") / 2
+    return _metric(ms, ms * (1 - half), ms * (1 + half), _col(df, "repeats"))
+
+
+def _disk(df: pd.DataFrame) -> pd.DataFrame:
+    b = _col(df, "kib_allocated") * 1024 / _col(df, "n_images")
+    return _metric(b, b, b, pd.Series(1.0, index=df.index))  # exact: the 5 % rule
+
+
+def _payload(df: pd.DataFrame) -> pd.DataFrame:
+    r = _col(df, "n_images") / _col(df, "encoded_read_decode_s")
+    return _metric(r, r, r, pd.Series(1.0, index=df.index))
+
+
+def _au(df: pd.DataFrame) -> pd.DataFrame:
+    a = _col(df, "accelerators_at_90")
+    return _metric(a, a, a, pd.Series(1.0, index=df.index))
+
+
+def _capped(df: pd.DataFrame) -> pd.DataFrame:
+    """images/s of the timed window; its range over the window's parts (how many parts the
+    CSV does not say: a known range counts)."""
+    df = df[df["not_measured"].isna()] if "not_measured" in df.columns else df
+    lo, hi = _col(df, "images_per_s_min"), _col(df, "images_per_s_max")
+    return _metric(_col(df, "images_per_s"), lo, hi, pd.Series(np.nan, index=df.index))
+
+
+#: metric -> (rows -> value, lo, hi, samples; unit)
+METRICS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str]] = {
+    "rate": (lambda df: _per_image_rate(df, "n_images"), "images/s"),
+    "epoch": (lambda df: _per_image_rate(df, "epoch_images"), "images/s"),
+    "capped": (_capped, "images/s"),
+    "one": (_one_ms, "ms"),
+    "disk": (_disk, "B"),
+    "payload": (_payload, "images/s"),
+    "au": (_au, "accelerators"),
+}
+
+
+def plain(x: float, digits: int = 4) -> str:
+    """*x* to *digits* significant digits, thousands separated, no exponent: 117,100; 2.3."""
+    if x is None or not math.isfinite(x):
+        return ""
+    if x == 0:
+        return "0"
+    places = digits - 1 - math.floor(math.log10(abs(x)))
+    text = f"{round(x, places):,.{max(0, places)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def duration(seconds: float) -> str:
+    """A time in the unit that keeps it readable: 2.3 s, 12.5 ms, 40 us."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3)):
+        if abs(seconds) >= scale:
+            return f"{plain(seconds / scale, 3)} {unit}"
+    return f"{plain(seconds * 1e6, 3)} us"
+
+
+def ratio_text(r: float) -> str:
+    """A ratio as 1.15x (two decimals below 10, else plain)."""
+    return "" if not math.isfinite(r) else (f"{r:.2f}x" if r < 10 else f"{plain(r, 3)}x")
+
+
+def candidates(job: Job, tables: Mapping[str, pd.DataFrame], data: str | None) -> pd.DataFrame:
+    """Each format's best row for *job* (data set *data*), with value, lo, hi and samples;
+    empty when the table, a filter column or every row is missing."""
+    df = tables.get(job.table)
+    if df is None or not len(df) or "format" not in df.columns:
+        return pd.DataFrame()
+    where = dict(job.where)
+    if "pixels_data" in df.columns:  # payload: every encoded data set of the pixels judged
+        where |= {"data": ANY, **({"pixels_data": data} if data is not None else {})}
+    elif data is not None and "data" in df.columns:
+        where["data"] = data
+    if any(k not in df.columns for k in where):
+        return pd.DataFrame()
+    sel = select(df, **where)
+    if job.largest and len(sel):
+        sel = sel[_col(sel, job.largest) == _col(sel, job.largest).max()]
+    make, unit = METRICS[job.metric]
+    m = make(sel)
+    rows = pd.concat([sel.loc[m.index], m], axis=1).dropna(subset=["value"])
+    if not len(rows):
+        return pd.DataFrame()
+    rows = rows.sort_values("value", ascending=not job.higher, kind="stable")
+    best = rows.drop_duplicates("format").copy()
+    best["family"] = best["format"].map(family)
+    best["unit"] = unit
+    return best.reset_index(drop=True)
+
+
+def is_tie(a: pd.Series, b: pd.Series) -> bool:
+    """Their repeats' min-max ranges overlap; with fewer than MIN_SAMPLES samples (or no
+    range): their values within TIE_WITHIN."""
+    n = [a["samples"], b["samples"]]
+    ranged = all(math.isfinite(float(v)) for v in (a["lo"], a["hi"], b["lo"], b["hi"]))
+    few = any(math.isfinite(float(x)) and x < MIN_SAMPLES for x in n)
+    if ranged and not few and (a["lo"] < a["hi"] or b["lo"] < b["hi"]):
+        return bool(a["lo"] <= b["hi"] and b["lo"] <= a["hi"])
+    hi, lo = max(a["value"], b["value"]), min(a["value"], b["value"])
+    return bool(hi <= lo * (1 + TIE_WITHIN)) if lo > 0 else bool(hi == lo)
+
+
+def _settings(row: pd.Series, job: Job) -> str:
+    parts = []
+    for k in job.best_of:
+        v = row.get(k)
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            continue
+        if k == "readers":
+            parts.append(f"{int(v)} reader{'s' * (int(v) != 1)}")
+        elif k == "computation_time":
+            parts.append(f"{plain(float(v) * 1e3)} ms compute per batch")
+        elif k != "reader_kind" or v != "process":
+            parts.append(f"{k.replace('_', ' ')} {v}")
+    return ", ".join(parts)
+
+
+def _cpu(row: pd.Series) -> str:
+    """CPU-bound (user CPU near readers x wall time), kernel-bound (system CPU dominates), or
+    waiting (neither: the device, a sync or a lock)."""
+    user, sys_ = float(row.get("cpu_user_s", np.nan)), float(row.get("cpu_sys_s", np.nan))
+    wall = float(row.get("median_s", np.nan))
+    par = row.get("readers", row.get("threads", 1))
+    par = int(par) if isinstance(par, int | float) and math.isfinite(par) and par >= 1 else 1
+    if not all(math.isfinite(v) for v in (user, sys_, wall)) or wall <= 0:
+        return "CPU time not measured for these rows"
+    who = f"{par} {'reader' if 'readers' in row else 'thread'}{'s' * (par != 1)}"
+    u, s = user / (par * wall), sys_ / (par * wall)
+    said = f"user {duration(user)}, system {duration(sys_)} in {duration(wall)} x {who}"
+    if u >= BOUND and u >= s:
+        return f"CPU-bound: user CPU {plain(u * 100, 2)} % of {who} x wall time ({said})"
+    if s >= u and u + s >= BOUND:
+        return f"kernel-bound: system CPU {plain(s * 100, 2)} % of {who} x wall time ({said})"
+    return f"waiting (device, sync or lock): CPU busy {plain((u + s) * 100, 2)} % ({said})"
+
+
+def _device(row: pd.Series) -> str:
+    """Device-bound when images/s (or bytes/s) is near the matching device limit."""
+    frac = float(row.get("limit_fraction", np.nan))
+    ios = plain(float(row.get("device_ios_per_image", np.nan)), 3) or "?"
+    nbytes = plain(float(row.get("device_bytes_per_image", np.nan)), 4) or "?"
+    per = f"{ios} device reads and {nbytes} B per image"
+    limit = LIMITS.get(str(row.get("limit")), "the device's limit")
+    if not math.isfinite(frac):
+        return f"device limits not probed; {per}"
+    share = f"{plain(frac * 100, 2)} % of {limit}"
+    return f"{'device-bound' if frac >= BOUND else 'below the device limit'}: {share}; {per}"
+
+
+def _disk_reason(row: pd.Series) -> str:
+    raw = float(row.get("image_bytes", np.nan))
+    b = float(row["value"])
+    if not math.isfinite(raw) or raw <= 0:
+        return f"{plain(b)} B allocated per image"
+    return f"{plain(b)} B allocated per {plain(raw)} B image ({plain(b / raw, 3)}x the pixels)"
+
+
+def _payload_reason(row: pd.Series) -> str:
+    pix = float(row.get("pixels_read_s", np.nan))
+    n = float(row.get("n_images", np.nan))
+    dvp = float(row.get("decode_vs_pixels", np.nan))
+    if not math.isfinite(pix) or pix <= 0:
+        return "its pixel store not measured"
+    better = "pixels read faster" if dvp > 1 else "encoded reads faster"
+    return (f"stored as pixels: {plain(n / pix)} images/s; encoded + decode takes "
+            f"{ratio_text(dvp)} the pixels' time ({better})")  # fmt: skip
+
+
+def _au_reason(row: pd.Series) -> str:
+    t = plain(float(row.get("loader_images_per_s", np.nan)))
+    b = row.get("batch_size")
+    return f"loader {t or '?'} images/s, batches of {plain(float(b)) if b is not None else '?'}"
+
+
+REASONS: dict[str, Callable[[pd.Series], str]] = {
+    "cpu": _cpu,
+    "device": _device,
+    "disk": _disk_reason,
+    "payload": _payload_reason,
+    "au": _au_reason,
+}
+
+
+def _value(row: pd.Series) -> str:
+    return f"{plain(float(row['value']))} {row['unit']}"
+
+
+def _not_measured(job: Job, tables: Mapping[str, pd.DataFrame]) -> str:
+    df = tables.get(job.table)
+    if df is None or not len(df):
+        return f"no {job.table}.csv rows in this run"
+    if "not_measured" in df.columns and df["not_measured"].notna().all():
+        return "; ".join(sorted(set(df["not_measured"].astype(str))))
+    return f"no {job.table}.csv row matches ({', '.join(f'{k} {v}' for k, v in job.where.items())})"
+
+
+def judge(job: Job, tables: Mapping[str, pd.DataFrame], data: str | None) -> dict[str, str]:
+    """One job's row of the answer table (every cell text)."""
+    best = candidates(job, tables, data)
+    row = {"job": job.name, "winner": "not measured", "measured": "", "runner-up": "",
+           "ratio": "", "per family": "", "reason": ""}  # fmt: skip
+    if not len(best):
+        return {**row, "reason": _not_measured(job, tables)}
+    win = best.iloc[0]
+    setting = _settings(win, job)
+    reason = REASONS[job.reason](win)
+    row |= {
+        "winner": str(win["format"]),
+        "measured": _value(win),
+        "reason": f"{setting}; {reason}" if setting else reason,
+        "per family": "; ".join(
+            f"{fam}: {g.iloc[0]['format']} {plain(float(g.iloc[0]['value']))}"
+            for fam, g in sorted(best.groupby("family"), key=lambda kg: _fam_rank(kg[0]))
+        ),
+    }
+    if len(best) > 1:
+        run = best.iloc[1]
+        r = win["value"] / run["value"] if job.higher else run["value"] / win["value"]
+        text = ratio_text(float(r)) if run["value"] and win["value"] else ""
+        row |= {
+            "runner-up": f"{run['format']} {_value(run)}",
+            "ratio": f"tie ({text})" if is_tie(win, run) else text,
+        }
+    return row
+
+
+def _fam_rank(fam: str) -> int:
+    return FAMILIES.index(fam) if fam in FAMILIES else len(FAMILIES)
+
+
+def answer_table(
+    tables: Mapping[str, pd.DataFrame], data: str | None, jobs: list[Job] | None = None
+) -> pd.DataFrame:
+    """Every job's row, in :data:`JOBS` order; jobs without rows say "not measured"."""
+    return pd.DataFrame([judge(j, tables, data) for j in jobs or JOBS])
+
+
+def answer_bars(
+    tables: Mapping[str, pd.DataFrame], data: str | None, jobs: list[Job] | None = None
+) -> pd.DataFrame:
+    """The figure's data: one row per job and format (its best setting), value and range."""
+    parts = []
+    for j in jobs or JOBS:
+        best = candidates(j, tables, data)
+        if len(best):
+            parts.append(best[["format", "family", "value", "lo", "hi", "unit"]]
+                         .assign(job=j.name, higher=j.higher))  # fmt: skip
+    cols = ["job", "format", "family", "value", "lo", "hi", "unit", "higher"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def main_data(tables: Mapping[str, pd.DataFrame]) -> str | None:
+    """The one data set every row judges: CIFAR 32 px when present, else the smallest."""
+    datas = [d for t in tables.values() if "data" in t.columns for d in t["data"].dropna()]
+    return main_pixels(map(str, datas)) if datas else article.DATA
+
+
+HOW = (
+    "Tuned mode, each format at its best setting (reader count, advice, io depth), data set "
+    "`{data}`; warm rows not fully resident left out. Ratio = winner over runner-up; **tie** "
+    f"when their repeats' min-max ranges overlap (fewer than {MIN_SAMPLES} samples, or no "
+    f"range: within {TIE_WITHIN * 100:g} %). Reasons, from the winner's own counters: "
+    f"CPU-bound = user CPU >= {BOUND * 100:g} % of readers x wall time; kernel-bound = "
+    f"system CPU as large and user + system >= {BOUND * 100:g} %; device-bound = images/s "
+    f"(bytes/s when streamed) >= {BOUND * 100:g} % of the device's matching limit; waiting "
+    "= none of these (the device, a sync or a lock). One image: as the article, storing one "
+    "image (durable) and reading one back (warm cache), each a row."
+)
+
+
+def answer_lines(tables: Mapping[str, pd.DataFrame], data: str | None) -> list[str]:
+    """The table and its one-paragraph key, as summary.md and the README show them."""
+    return [HOW.format(data=data), "", md_table(answer_table(tables, data)), ""]
+
+
+def answer_md(tables: Mapping[str, pd.DataFrame], data: str | None) -> list[str]:
+    """summary.md's section."""
+    return ["## Which format for which job", "", *answer_lines(tables, data)]
+
+
+def load_tables(tables_dir: Path) -> dict[str, pd.DataFrame]:
+    """The CSVs the jobs read from *tables_dir* (absent ones left out: "not measured")."""
+    out = {}
+    for name in TABLES:
+        p = Path(tables_dir) / f"{name}.csv"
+        if p.exists() and p.stat().st_size:
+            out[name] = pd.read_csv(p)
+    return out
+
+
+def run_line(tables_dir: Path, prov: Mapping, data: str | None, n: int | None) -> str:
+    """Machine, date, commit and data of a published run, from its provenance record."""
+    cpu, mem = prov.get("cpu") or {}, (prov.get("memory") or {}).get("total_bytes")
+    fs = (prov.get("filesystem") or {}).get("fstype")
+    git = prov.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
+    what = ", ".join(
+        str(x)
+        for x in (
+            cpu.get("model"),
+            f"{cpu.get('logical_cores')} cores" if cpu.get("logical_cores") else None,
+            f"{round(mem / 2**30)} GiB" if mem else None,
+            fs,
+        )
+        if x
+    )
+    images = f", {n:,} images" if n else ""
+    date = str(prov.get("created") or "unknown date")[:10]
+    return (f"Reference run `{Path(tables_dir).name}` ({what}), {date}, commit `{commit}`, "
+            f"data `{data}`{images}.")  # fmt: skip
+
+
+def readme_answer(tables_dir: Path, provenance: Path) -> str:
+    """The README's answer block from a published run's CSVs and provenance.json."""
+    tables = load_tables(Path(tables_dir))
+    data = main_data(tables)
+    s = tables.get("summary")
+    n = None
+    if s is not None and {"data", "n_images"} <= set(s.columns):
+        sizes = s.loc[s["data"] == data, "n_images"]
+        n = int(sizes.max()) if len(sizes) else None
+    prov = json.loads(Path(provenance).read_text())
+    return "\n".join([run_line(Path(tables_dir), prov, data, n), "", *answer_lines(tables, data)])
+
+
+def replace_block(text: str, block: str) -> str:
+    """*text* with everything between the answer markers replaced by *block*; ValueError
+    naming the markers when they are missing or out of order."""
+    i, j = text.find(START), text.find(END)
+    if i < 0 or j < i:
+        raise ValueError(f"no {START} ... {END} markers in order: add them around the answer")
+    return f"{text[: i + len(START)]}\n{block.strip()}\n{text[j:]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m imgbench.report.answer --readme README.md --run docs/results/<machine>``"""
+    ap = argparse.ArgumentParser(description="Regenerate the README's answer block.")
+    ap.add_argument("--readme", type=Path, default=Path("README.md"))
+    ap.add_argument("--run", type=Path, required=True, help="docs/results/<machine>")
+    args = ap.parse_args(argv)
+    prov = args.run / "provenance.json"
+    if not prov.exists():
+        print(f"error: {prov} missing: publish a run there first", file=sys.stderr)
+        return 1
+    try:
+        new = replace_block(args.readme.read_text(), readme_answer(args.run, prov))
+    except (ValueError, OSError) as e:
+        print(f"error: {args.readme}: {e}", file=sys.stderr)
+        return 1
+    args.readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
