@@ -82,7 +82,7 @@ JOBS: list[Job] = [
     Job("your JPEG/PNG folder: stored encoded, read warm and decoded", "payload", "payload",
         True, {"cache": "warm"}, largest="n_images", reason="payload"),
     Job("accelerators fed at AU >= 90 % (warm)", "au", "au", True, {**TUNED, "cache": "warm"},
-        best_of=("readers", "reader_kind", "computation_time"), reason="au"),
+        largest="computation_time", best_of=("readers", "reader_kind"), reason="au"),
 ]  # fmt: skip
 
 
@@ -245,15 +245,20 @@ def _cpu(row: pd.Series) -> str:
 
 
 def _device(row: pd.Series) -> str:
-    """Device-bound when images/s (or bytes/s) is near the matching device limit."""
-    frac = float(row.get("limit_fraction", np.nan))
+    """Device-bound when images/s (or pixel bytes/s, streamed) nears the matching device limit,
+    or the bytes the device read (readahead included) near its sequential bandwidth."""
+    limit = LIMITS.get(str(row.get("limit")), "the device's limit")
+    shares = [(float(row.get("limit_fraction", np.nan)), limit),
+              (float(row.get("bandwidth_fraction", np.nan)), "its sequential bandwidth in bytes "
+               "the device read")]  # fmt: skip
+    shares = [(f, what) for f, what in shares if math.isfinite(f)]
     ios = plain(float(row.get("device_ios_per_image", np.nan)), 3) or "?"
     nbytes = plain(float(row.get("device_bytes_per_image", np.nan)), 4) or "?"
     per = f"{ios} device reads and {nbytes} B per image"
-    limit = LIMITS.get(str(row.get("limit")), "the device's limit")
-    if not math.isfinite(frac):
+    if not shares:
         return f"device limits not probed; {per}"
-    share = f"{plain(frac * 100, 2)} % of {limit}"
+    frac, what = max(shares, key=lambda fw: fw[0])
+    share = f"{plain(frac * 100, 2)} % of {what}"
     return f"{'device-bound' if frac >= BOUND else 'below the device limit'}: {share}; {per}"
 
 
@@ -277,9 +282,10 @@ def _payload_reason(row: pd.Series) -> str:
 
 
 def _au_reason(row: pd.Series) -> str:
-    t = plain(float(row.get("loader_images_per_s", np.nan)))
-    b = row.get("batch_size")
-    return f"loader {t or '?'} images/s, batches of {plain(float(b)) if b is not None else '?'}"
+    t = plain(float(row.get("loader_images_per_s", np.nan))) or "?"
+    c = plain(float(row.get("computation_time", np.nan)) * 1e3) or "?"
+    b = plain(float(row.get("batch_size", np.nan))) or "?"
+    return f"loader {t} images/s; {c} ms compute per batch of {b} images"
 
 
 REASONS: dict[str, Callable[[pd.Series], str]] = {

@@ -294,7 +294,8 @@ def _capped_bars(bars: pd.DataFrame) -> plt.Figure:
     ax.set_xticks(range(len(fmts)), fmts, rotation=30)
     ax.set(yscale="log", ylabel="images/s (bars: min-max)", title="shuffled epochs")
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    if jobs:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
