@@ -325,7 +325,7 @@ def judge(job: Job, tables: Mapping[str, pd.DataFrame], data: str | None) -> dic
         "measured": _value(win),
         "reason": f"{setting}; {reason}" if setting else reason,
         "per family": "; ".join(
-            f"{fam}: {g.iloc[0]['format']} {plain(float(g.iloc[0]['value']))}"
+            f"{fam or 'other'}: {g.iloc[0]['format']} {plain(float(g.iloc[0]['value']))}"
             for fam, g in sorted(best.groupby("family"), key=lambda kg: _fam_rank(kg[0]))
         ),
     }

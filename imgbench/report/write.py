@@ -90,6 +90,7 @@ def write_tables(
     extras["writers"] = writers_table(
         [r for r in load(writer_builds) if r["operation"] == Op.WRITE_MANY]
     )
+    extras["capped"] = capped_table(load(capped_runs), device)  # the claims' capped parts
     claims = claims_table(summary, dsk, extras)
     repro = reproduction_table(summary, dsk, extras)
     frames = {
@@ -102,7 +103,7 @@ def write_tables(
         "access": access,
         "au": au,
         "writers": extras["writers"],
-        "capped": capped_table(load(capped_runs), device),
+        "capped": extras["capped"],
         "payload": payload,
     }
     for name, df in frames.items():
