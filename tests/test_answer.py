@@ -225,6 +225,13 @@ def test_reasons_say_what_bound_the_winner():
     )
 
 
+def test_epoch_reasons_count_every_reader():
+    acc = access().assign(cpu_user_s=lambda d: d["median_s"] * 1.8, cpu_sys_s=0.01)
+    r = row(answer_table(tables(access=acc), "cifar32"), "shuffled epochs, warm")["reason"]
+    # 2 readers busy 90 % of the epoch each: CPU-bound; 1.8 x wall would be 180 % of one
+    assert r.startswith("2 readers; CPU-bound: user CPU 90 % of 2 readers x wall time"), r
+
+
 def test_one_data_set_only():
     s = summary()
     t = answer_table(tables(summary=s[s["data"] == "cifar128"]), "cifar32")

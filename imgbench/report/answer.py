@@ -230,8 +230,8 @@ def _cpu(row: pd.Series) -> str:
     waiting (neither: the device, a sync or a lock)."""
     user, sys_ = float(row.get("cpu_user_s", np.nan)), float(row.get("cpu_sys_s", np.nan))
     wall = float(row.get("median_s", np.nan))
-    par = row.get("readers", row.get("threads", 1))
-    par = int(par) if isinstance(par, int | float) and math.isfinite(par) and par >= 1 else 1
+    par = pd.to_numeric(row.get("readers", row.get("threads", 1)), errors="coerce")
+    par = int(par) if math.isfinite(par) and par >= 1 else 1  # numpy ints from the tables
     if not all(math.isfinite(v) for v in (user, sys_, wall)) or wall <= 0:
         return "CPU time not measured for these rows"
     who = f"{par} {'reader' if 'readers' in row else 'thread'}{'s' * (par != 1)}"
