@@ -25,6 +25,7 @@ TOP_KEYS = {
     "memory",
     "filesystem",
     "device",
+    "memory_cgroup",
     "git",
     "hostname",
     "config",
@@ -39,6 +40,7 @@ SUB_KEYS = {
     "memory": {"total_bytes"},
     "filesystem": {"path", "mount_point", "fstype", "source", "options"},
     "git": {"commit", "dirty"},
+    "memory_cgroup": {"version", "group", "usable", "reason"},
 }
 CONFIG = {"formats": ["png", "lmdb"], "n_images": 1000, "cold_cache": "fadvise"}
 
@@ -300,3 +302,15 @@ def test_write_failure_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
 
     assert json.loads(out.read_text()) == {"v": 1}
     assert list(tmp_path.iterdir()) == [out]
+
+
+def test_the_memory_cgroup_is_recorded_or_says_why_not(monkeypatch):
+    rec = provenance._cgroup_info()
+    assert rec["usable"] == (rec["version"] in (1, 2)) and (rec["reason"] is None) == rec["usable"]
+    monkeypatch.setattr(provenance.memcap, "usable", lambda: (False, "not root: run as root"))
+    assert provenance._cgroup_info() == {
+        "version": None,
+        "group": None,
+        "usable": False,
+        "reason": "not root: run as root",
+    }

@@ -306,6 +306,9 @@ def test_provenance_has_every_field(tiny_run: Path) -> None:
     assert prov["libraries"]["hdf5"] and prov["libraries"]["lmdb"]
     assert prov["filesystem"]["fstype"] and prov["cpu"]["logical_cores"] >= 1
     assert prov["config"]["n_images"] == 400
+    # what capped epochs rest on: the readahead, file system and cgroup of this machine
+    assert prov["device"]["read_ahead_kb"] is not None or prov["device"]["block_device_reason"]
+    assert prov["device"]["file_system"] and "usable" in prov["memory_cgroup"]
 
 
 def test_second_run_has_nothing_to_do(tiny_run: Path) -> None:

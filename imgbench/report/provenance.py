@@ -33,6 +33,7 @@ import psutil
 from imgbench import stores
 from imgbench.core.atomic import atomic_path
 from imgbench.core.config import config_hash
+from imgbench.measure import memcap
 
 __all__ = ["collect", "config_hash", "core_packages", "packages", "write"]
 
@@ -252,11 +253,21 @@ def collect(
         "memory": _memory_info(),
         "filesystem": _filesystem_info(Path(results_dir)),
         "device": dict(device) if device is not None else None,
+        "memory_cgroup": _cgroup_info(),
         "git": _git_info(Path(repo_dir)),
         "hostname": _safe(socket.gethostname),
         "config": config,
         "config_hash": config_hash(config),
     }
+
+
+def _cgroup_info() -> dict[str, Any]:
+    """The memory cgroup capped epochs use here: version and group, or why there is none."""
+    usable, why = memcap.usable()
+    if not usable:
+        return {"version": None, "group": None, "usable": False, "reason": why}
+    h = memcap.detect()
+    return {"version": h.version, "group": str(h.start), "usable": True, "reason": None}
 
 
 def _json_default(obj: object) -> object:
