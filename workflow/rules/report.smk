@@ -1,4 +1,7 @@
-# Stage 7-9 (untimed): disk use, device limits, tables, figures, provenance.
+# Stage 7-9 (untimed): disk use, device limits, tables, figures, provenance; publish.
+import sys
+
+from imgbench.pipeline.publish import run_command
 
 
 rule du:
@@ -42,6 +45,11 @@ rule device:
         "../scripts/step.py"
 
 
+# The report (snakemake --report): the answer (summary.md), the claims and the reproduction
+# first, every other table after; each table and figure has a caption in workflow/report/.
+TABLE_CATEGORY = {"markdown": "Summary", "claims": "Summary", "reproduction": "Summary"}
+
+
 rule tables:
     input:
         timings=PLAN.timings,
@@ -53,7 +61,14 @@ rule tables:
         capped_runs=PLAN.capped,
         device=rules.device.output.device,
     output:
-        **{k: report(v, category="Tables") for k, v in PLAN.tables.items()},
+        **{
+            k: report(
+                v,
+                caption=f"../report/table_{k}.rst",
+                category=TABLE_CATEGORY.get(k, "Tables"),
+            )
+            for k, v in PLAN.tables.items()
+        },
     log:
         "results/logs/tables.log",
     benchmark:
@@ -99,7 +114,11 @@ rule provenance:
         **({"scan": "results/data/folder/scan.json"} if PLAN.source == "folder" else {}),
         device=rules.device.output.device,
     output:
-        provenance="results/provenance.json",
+        provenance=report(
+            "results/provenance.json",
+            caption="../report/provenance.rst",
+            category="Provenance",
+        ),
     log:
         "results/logs/provenance.log",
     benchmark:
@@ -113,5 +132,38 @@ rule provenance:
         config=PLAN.measured_config,
         results_dir=lambda wildcards, output: Path(output.provenance).parent,
         repo_dir=workflow.basedir,
+    script:
+        "../scripts/step.py"
+
+
+# A finished run copied into docs/results/<machine>/ (imgbench.pipeline.publish): the
+# tables, summary.md, figures and provenance.json, and a RUN.md; not part of `all`. Refuses
+# (one line) a run whose rows come from more than one commit or a tree with changes.
+# Publish again after a change to docs/results: snakemake ... --forcerun publish.
+localrules:
+    publish,
+
+
+rule publish:
+    input:
+        tables=list(PLAN.tables.values()),
+        figures=list(PLAN.figures.values()),
+        provenance=rules.provenance.output.provenance,
+    output:
+        published="results/published.json",
+    log:
+        "results/logs/publish.log",
+    benchmark:
+        "results/benchmarks/publish.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        **step("imgbench.pipeline.publish:publish"),
+        dest_root=Path(workflow.basedir) / "docs" / "results",
+        command=run_command(sys.argv),
+        config=PLAN.measured_config,
+        logs="results/logs",
     script:
         "../scripts/step.py"
