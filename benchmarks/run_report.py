@@ -6,6 +6,11 @@ the largest peak memory per stage, and the pipeline overhead: total wall time mi
 spent inside the timed operations (samples and warmups).
 
     python benchmarks/run_report.py results --wall 1234.5
+    python benchmarks/run_report.py results --formats png,lmdb,hdf5,npy
+
+``--formats`` keeps only the jobs of those formats (and the jobs of no format: data, device,
+tables): what a run of fewer formats would have spent, job by job, measured in this run
+(Snakemake's own gaps between jobs are not in it).
 """
 
 from __future__ import annotations
@@ -21,10 +26,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path)
     ap.add_argument("--wall", type=float, help="total wall time of the run, seconds")
+    ap.add_argument("--formats", help="comma-separated formats to keep (default: all)")
     args = ap.parse_args()
+    keep = set(args.formats.split(",")) if args.formats else None
+
+    def kept(rel: Path) -> bool:
+        """A job of no format, or of a kept one (<kind>/<data>/<mode>/<fmt>[/...])."""
+        return keep is None or len(rel.parts) < 4 or rel.parts[3].split(".")[0] in keep
 
     rows = []
     for tsv in sorted((args.results / "benchmarks").rglob("*.tsv")):
+        if not kept(tsv.relative_to(args.results / "benchmarks")):
+            continue
         rule = tsv.relative_to(args.results / "benchmarks").parts[0].removesuffix(".tsv")
         b = pd.read_csv(tsv, sep="\t")
         rows.append(
@@ -42,11 +55,13 @@ def main() -> None:
 
     timed = warm = 0.0
     for p in (args.results / "timings").rglob("*.json"):
+        if not kept(p.relative_to(args.results / "timings")):
+            continue
         r = json.loads(p.read_text())
         timed += sum(r["samples"])
         warm += sum(r.get("warmup_samples", []))
     jobs_total = jobs["s"].sum()
-    print(f"\nsum of job wall times: {jobs_total:.1f} s")
+    print(f"\n{len(jobs)} jobs; sum of job wall times: {jobs_total:.1f} s")
     print(f"inside timed sections: {timed:.1f} s (+ {warm:.1f} s untimed warmups)")
     if args.wall:
         overhead = args.wall - timed - warm

@@ -337,3 +337,27 @@ def test_a_streamed_epoch_that_loses_an_image_fails(tmp_path, source, monkeypatc
     )
     with pytest.raises(VerificationError, match="did not deliver each of the 300 images once"):
         experiments.read_epoch(job)
+
+
+def test_epoch_rows_carry_the_readers_cpu(tmp_path, source):
+    from imgbench.report.epoch_tables import access_table
+    from imgbench.report.load import expand
+
+    experiments.build_store(make_job(tmp_path, source[:2], "npy", "tuned", 1000))
+    job = make_job(
+        tmp_path,
+        source[:2],
+        "npy",
+        "tuned",
+        1000,
+        cache="warm",
+        pattern="shuffled",
+        batch_size=64,
+        readers=2,
+        repeats=2,
+        warmup=0,
+    )
+    r = experiments.read_epoch(job)
+    row = access_table(expand([{**r, "commit": "c", "dirty": False}])).iloc[0]
+    assert row["cpu_user_s"] > 0 and row["cpu_sys_s"] >= 0
+    assert row["cpu_user_s"] == pytest.approx(np.median(r["cpu_user_s"]))

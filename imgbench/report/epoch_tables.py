@@ -12,7 +12,7 @@ import pandas as pd
 
 from imgbench.report.load import PROVENANCE, provenance
 from imgbench.report.select import partial_warm
-from imgbench.report.tables import SPREAD_LIMIT, spread
+from imgbench.report.tables import SPREAD_LIMIT, median_of, spread
 
 
 def _over_one(df: pd.DataFrame, keys: list[str], count: str) -> np.ndarray:
@@ -26,7 +26,8 @@ def _over_one(df: pd.DataFrame, keys: list[str], count: str) -> np.ndarray:
 #: access.csv's columns before the derived ones, so an empty table still has every one.
 ACCESS_COLUMNS = ["data", "format", "mode", "pattern", "reader_kind", "readers", "cache",
                   "cache_scope", "epoch_images", "batch_size", "median_s", "min_s", "max_s",
-                  "spread", "images_per_s", "mb_per_s", "batch_p50_ms", "batch_p99_ms",
+                  "spread", "images_per_s", "mb_per_s", "cpu_user_s", "cpu_sys_s",
+                  "batch_p50_ms", "batch_p99_ms",
                   "oversubscribed", "cores", "verified", "n_samples", "node", "config_hash",
                   *PROVENANCE]  # fmt: skip
 
@@ -55,6 +56,9 @@ def access_table(results: list[dict]) -> pd.DataFrame:
                 "spread": spread(r),
                 "images_per_s": x["epoch_images"] / med if med else np.nan,
                 "mb_per_s": x["epoch_bytes"] / med / 1e6 if med else np.nan,
+                # the readers' CPU too: timing.measure counts the children it waited for
+                "cpu_user_s": median_of(r.get("cpu_user_s")),
+                "cpu_sys_s": median_of(r.get("cpu_sys_s")),
                 "batch_p50_ms": x["batch_latency_p50_s"] * 1e3,
                 "batch_p99_ms": x["batch_latency_p99_s"] * 1e3,
                 "oversubscribed": x["readers"] > x["cores"],

@@ -34,7 +34,7 @@ def spread(r: dict) -> float:
     return float((samples.max() - samples.min()) / med) if med else 0.0
 
 
-def _median(values: list[float] | None) -> float:
+def median_of(values: list[float] | None) -> float:
     return float(np.median(values)) if values else np.nan
 
 
@@ -90,8 +90,8 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
                 "cache_scope": r.get("cache_scope"),
                 "library_sync": r.get("extra", {}).get("library_sync"),
                 "startup_s": r.get("startup_s"),
-                "cpu_user_s": _median(r.get("cpu_user_s")),
-                "cpu_sys_s": _median(r.get("cpu_sys_s")),
+                "cpu_user_s": median_of(r.get("cpu_user_s")),
+                "cpu_sys_s": median_of(r.get("cpu_sys_s")),
                 "threads": r["threads"],
                 "repeats": r["repeats"],
                 "warmup": r["warmup"],
