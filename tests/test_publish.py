@@ -154,7 +154,7 @@ def test_run_time_unknown_without_job_windows(tmp_path):
         ({"commits": ("a1", "b2")}, r"rows come from 2 commits \(a1, b2\)"),
         ({"dirty": True}, r"uncommitted changes \(capped.csv, summary.csv\)"),
         ({"commits": ("unknown",)}, "do not record their commit"),
-        ({"prov_commit": "b2"}, "provenance.json was recorded at commit b2, the rows at c0ffee"),
+        ({"prov_commit": "b2"}, "b2, which does not descend from the rows' commit c0ffee"),
     ],
 )
 def test_publish_refuses_a_mixed_or_dirty_run_in_one_line(tmp_path, kw, message):
@@ -228,3 +228,17 @@ def test_publish_is_a_logged_local_rule_outside_all():
     snakefile = (REPO / "Snakefile").read_text()
     all_rule = snakefile[snakefile.index("rule all:") :].split("\n\n\n")[0]
     assert "input:" in all_rule and "publish" not in all_rule
+
+
+def test_provenance_rewritten_at_a_later_commit_is_accepted():
+    """Later report code reruns tables and provenance, not the measuring jobs: a provenance
+    commit that descends from the rows' commit is accepted, an unrelated one is not."""
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    parent = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD~1"], capture_output=True, text=True
+    ).stdout.strip()
+    if not parent:
+        pytest.skip("a clone without history (shallow)")
+    assert publish._descends(head, parent) and not publish._descends(parent, head)

@@ -13,6 +13,7 @@ import json
 import re
 import shlex
 import shutil
+import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,8 @@ _NOISE = re.compile(
 )
 #: The line of a job's log that says when it ran (written by :func:`imgbench.pipeline.snake.run`).
 _WINDOW = re.compile(r"job window: (\d+(?:\.\d+)?) (\d+(?:\.\d+)?)")
+#: untimed summary jobs that later report code may rerun: their windows are not the run's
+_REWRITTEN = {"tables", "figures", "provenance", "publish"}
 #: Where figures go inside a published run (tables, summary.md and provenance.json at its top).
 FIGURES = "figures"
 
@@ -131,12 +134,27 @@ def run_commit(csvs: Iterable[Path], prov: Mapping) -> str:
         raise PublishError(f"rows measured with uncommitted changes ({tables}): {fix}")
     commit = known[0]
     recorded = (prov.get("git") or {}).get("commit")
-    if recorded != commit:
+    # Tables, figures and provenance may be rewritten by later report code (their rules rerun
+    # when it changes; the measuring jobs do not, unless their own code changed): provenance
+    # then records a later commit, which must descend from the rows'.
+    if recorded != commit and not _descends(recorded, commit):
         raise PublishError(
-            f"provenance.json was recorded at commit {recorded}, the rows at {commit}: run "
-            f"snakemake --forcerun provenance with {commit} checked out"
+            f"provenance.json was recorded at commit {recorded}, which does not descend from "
+            f"the rows' commit {commit}: run snakemake --forcerun provenance with {commit} or "
+            "a later commit checked out"
         )
     return commit
+
+
+def _descends(later: str | None, earlier: str) -> bool:
+    """True if commit *earlier* is an ancestor of *later* in this checkout."""
+    if not later:
+        return False
+    git = ["git", "-C", str(Path(__file__).resolve().parent), "merge-base", "--is-ancestor"]
+    try:
+        return subprocess.run([*git, earlier, later], capture_output=True).returncode == 0
+    except OSError:
+        return False
 
 
 def run_window(logs: Path | None) -> tuple[float, float] | None:
@@ -146,6 +164,8 @@ def run_window(logs: Path | None) -> tuple[float, float] | None:
         return None
     starts, ends = [], []
     for p in Path(logs).rglob("*.log"):
+        if p.parent == Path(logs) and p.stem in _REWRITTEN:
+            continue
         for m in _WINDOW.finditer(p.read_text(errors="replace")):
             starts.append(float(m.group(1)))
             ends.append(float(m.group(2)))
@@ -166,7 +186,9 @@ def run_md(
         when = f"{_utc(window[0])} to {_utc(window[1])}"
         took = (
             f"{h} h {rest // 60} min {rest % 60} s, from the first job's start to the last "
-            "job's end (the job windows in results/logs; a run resumed later counts the pause)"
+            "measuring job's end (the job windows in results/logs; tables, figures and "
+            "provenance left out: later report code may rewrite them; a resumed run counts "
+            "the pause)"
         )
     else:
         when, took = f"provenance recorded {prov.get('created', 'at an unknown date')}", "unknown"
