@@ -90,6 +90,10 @@ def fake_run(root: Path, commits=("c0ffee",), dirty=False, prov_commit="c0ffee")
     for name in ("answer", "disk"):
         (res / "figures" / f"{name}.png").write_bytes(b"\x89PNG" + name.encode())
     (res / "provenance.json").write_text(json.dumps(prov(prov_commit)))
+    for key, seconds in (("build_store/cifar32/tuned/png/10", 1.5), ("device", 2.0)):
+        tsv = res / "benchmarks" / f"{key}.tsv"
+        tsv.parent.mkdir(parents=True, exist_ok=True)
+        tsv.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:01\t100.5\n")
     for i, (start, end) in enumerate(((1000.0, 1100.0), (1050.0, 1000.0 + 3723.0))):
         log = res / "logs" / "x" / f"{i}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -103,6 +107,7 @@ def fake_run(root: Path, commits=("c0ffee",), dirty=False, prov_commit="c0ffee")
         "command": "snakemake --cores all --workflow-profile profiles/reference",
         "config": CONFIG,
         "logs": res / "logs",
+        "benchmarks": res / "benchmarks",
     }
 
 
@@ -117,10 +122,23 @@ def test_publish_copies_the_run_and_writes_run_md(tmp_path):
         "claims.csv",
         "figures/answer.png",
         "figures/disk.png",
+        "jobs.csv",
         "provenance.json",
+        "run.json",
         "summary.csv",
         "summary.md",
     ]
+    jobs = pd.read_csv(dest / "jobs.csv")
+    assert jobs.to_dict("records")[0] == {
+        "rule": "build_store",
+        "key": "cifar32/tuned/png/10",
+        "format": "png",
+        "seconds": 1.5,
+        "max_rss_mb": 100.5,
+    }
+    facts = json.loads((dest / "run.json").read_text())
+    assert facts["jobs"] == 2 and facts["run_seconds"] == 3723.0 and facts["commit"] == "c0ffee"
+    assert facts["results_disk_bytes"] > 0
     for src in [*args["tables"], *args["figures"], args["provenance"]]:
         rel = f"figures/{src.name}" if src.suffix == ".png" else src.name
         assert (dest / rel).read_bytes() == src.read_bytes()

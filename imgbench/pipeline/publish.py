@@ -9,7 +9,9 @@ that no commit can reproduce.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -17,11 +19,15 @@ import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgbench.core.atomic import atomic_path, remove
 from imgbench.core.config import config_hash
 from imgbench.core.errors import BenchError
 from imgbench.pipeline.codehash import UNKNOWN
+
+if TYPE_CHECKING:  # pandas is imported by the functions that use it (the DAG needs none)
+    import pandas as pd
 
 #: Words of a CPU model name that say nothing about the CPU (vendor marks, clock, core count).
 _NOISE = re.compile(
@@ -212,6 +218,37 @@ def run_md(
     )
 
 
+def job_times(benchmarks: Path | None) -> pd.DataFrame:
+    """One row per job of the run from Snakemake's benchmark files: the rule, the target's
+    key (data/mode/format/...), wall seconds and peak RSS; what run times are summed from."""
+    import pandas as pd
+
+    rows = []
+    for tsv in sorted(Path(benchmarks).rglob("*.tsv")) if benchmarks else []:
+        rel = tsv.relative_to(benchmarks)
+        b = pd.read_csv(tsv, sep="\t")
+        rows.append(
+            {
+                "rule": rel.parts[0].removesuffix(".tsv"),
+                "key": "/".join(rel.parts[1:]).removesuffix(".tsv"),
+                "format": rel.parts[3].split(".")[0] if len(rel.parts) >= 4 else None,
+                "seconds": float(b["s"].iloc[0]),
+                "max_rss_mb": pd.to_numeric(b["max_rss"], errors="coerce").iloc[0],
+            }
+        )
+    return pd.DataFrame(rows, columns=["rule", "key", "format", "seconds", "max_rss_mb"])
+
+
+def disk_bytes(root: Path) -> int:
+    """Bytes allocated under *root* (as du counts them; links not followed)."""
+    total = 0
+    for d, _, names in os.walk(root):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(d, name)).st_blocks * 512
+    return total
+
+
 def publish(
     tables: list[Path],
     figures: list[Path],
@@ -221,6 +258,7 @@ def publish(
     command: str,
     config: Mapping,
     logs: Path | None = None,
+    benchmarks: Path | None = None,
 ) -> Path:
     """The publish rule: check the run, copy it to dest_root/<machine>/ (replacing an earlier
     publication of that machine whole), write RUN.md and the record *published*."""
@@ -239,7 +277,20 @@ def publish(
     for name, src in files.items():
         (tmp / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, tmp / name)
-    (tmp / "RUN.md").write_text(run_md(machine, command, commit, prov, run_window(logs)))
+    window = run_window(logs)
+    (tmp / "RUN.md").write_text(run_md(machine, command, commit, prov, window))
+    jobs = job_times(benchmarks)
+    jobs.to_csv(tmp / "jobs.csv", index=False)
+    facts = {
+        "machine": machine,
+        "command": command,
+        "commit": commit,
+        "config": dict(config),
+        "run_seconds": window[1] - window[0] if window else None,
+        "jobs": len(jobs),
+        "results_disk_bytes": disk_bytes(Path(provenance).parent),
+    }
+    (tmp / "run.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
     old = dest.with_name(f".{machine}.old")
     remove(old)
     if dest.exists():

@@ -165,5 +165,6 @@ rule publish:
         command=run_command(sys.argv),
         config=PLAN.measured_config,
         logs="results/logs",
+        benchmarks="results/benchmarks",
     script:
         "../scripts/step.py"
