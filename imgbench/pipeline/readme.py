@@ -1,0 +1,90 @@
+"""The README's generated blocks, from the published reference run in docs/results/<machine>/.
+
+Why generated: numbers shown to users come from a published run, never typed by hand, and a
+test regenerates both blocks and fails when README.md differs. Two blocks:
+
+- the answer (between ``<!-- answer:start -->`` and ``<!-- answer:end -->``): "which format
+  for which job", by the same code that writes summary.md (:mod:`imgbench.report.answer`);
+- the run box (``<!-- run:start -->`` ... ``<!-- run:end -->``): how long the reference run
+  took and what it left on disk, and what the default run's jobs took inside it.
+
+    python -m imgbench.pipeline.readme --run docs/results/<machine> [--readme README.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+
+from imgbench.report import answer
+
+RUN_START, RUN_END = "<!-- run:start -->", "<!-- run:end -->"
+#: the default run's formats (config.yaml): its jobs are summed out of the reference run
+DEFAULT_FORMATS = ("png", "lmdb", "hdf5", "npy")
+
+
+def _duration(seconds: float) -> str:
+    m = round(seconds / 60)
+    return f"{m // 60} h {m % 60} min" if m >= 60 else f"{m} min"
+
+
+def run_box(run: Path) -> str:
+    """The run box: the reference run's measured wall time and disk, and the default run's
+    jobs summed from it (a run of those formats alone would add Snakemake's gaps)."""
+    facts = json.loads((Path(run) / "run.json").read_text())
+    jobs = pd.read_csv(Path(run) / "jobs.csv")
+    default = jobs[jobs["format"].isna() | jobs["format"].isin(DEFAULT_FORMATS)]
+    wall = facts.get("run_seconds")
+    disk = facts["results_disk_bytes"] / 1e9
+    ref = f"{_duration(wall)} ({facts['jobs']} jobs)" if wall else "not recorded"
+    text = "".join(
+        [
+            f"**Time and disk on this 2-core machine** (reference run `{facts['machine']}`, "
+            f"[RUN.md]({Path(run).as_posix()}/RUN.md)): the reference run (all twelve "
+            f"formats) took {ref} and left {disk:.1f} GB in `results/`. The default run's "
+            f"{len(default)} jobs took {_duration(default['seconds'].sum())} of it, summed "
+            f"job by job (`benchmarks/run_report.py results --formats "
+            f"{','.join(DEFAULT_FORMATS)}`). While a run goes on, builds of 1,000+ files "
+            "that a job no longer needs wait for the run's end to be deleted, so disk use "
+            "peaks above what is left.",
+        ]
+    )
+    return "\n".join("> " + line for line in textwrap.wrap(text, width=98))
+
+
+def _between(text: str, start: str, end: str, block: str) -> str:
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"no {start} ... {end} markers in order: add them to the README")
+    return f"{text[: i + len(start)]}\n{block.strip()}\n{text[j:]}"
+
+
+def render(readme: str, run: Path) -> str:
+    """*readme* with both generated blocks rewritten from the published *run*."""
+    block = answer.readme_answer(Path(run), Path(run) / "provenance.json")
+    text = _between(readme, answer.START, answer.END, block)
+    return _between(text, RUN_START, RUN_END, run_box(Path(run)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite README.md's generated blocks; one line and exit 1 on a missing run or marker."""
+    ap = argparse.ArgumentParser(description="Regenerate the README's answer and run box.")
+    ap.add_argument("--readme", type=Path, default=Path("README.md"))
+    ap.add_argument("--run", type=Path, required=True, help="docs/results/<machine>")
+    args = ap.parse_args(argv)
+    try:
+        new = render(args.readme.read_text(), args.run)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    args.readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

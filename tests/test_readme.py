@@ -1,0 +1,81 @@
+"""The README: short, its commands the ones CI runs, its links alive, and its numbers generated
+from the published reference run (imgbench.pipeline.readme), never typed by hand."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from imgbench.pipeline import readme
+from tests.conftest import REPO
+
+README = REPO / "README.md"
+RUNS = sorted(p.parent for p in (REPO / "docs" / "results").glob("*/run.json"))
+
+
+def _prose(text: str) -> list[str]:
+    """Lines outside code blocks and tables (those may be wider)."""
+    out, code = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            code = not code
+        elif not code and not line.startswith("|"):
+            out.append(line)
+    return out
+
+
+def test_the_readme_is_short_and_wrapped():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    wide = [line for line in _prose(text) if len(line) > 100 and "<!--" not in line]
+    assert not wide, wide
+
+
+def test_the_test_command_is_the_one_ci_runs():
+    ci = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
+    blocks = re.findall(r"```bash\n(.*?)\n```", README.read_text(), re.S)
+    assert len(blocks) >= 2 and blocks[1] == ci, (blocks[:2], ci)
+    assert blocks[0].endswith("snakemake --cores all")
+
+
+def test_relative_links_point_at_files_that_exist():
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README.read_text())
+    local = [link for link in links if not re.match(r"[a-z]+://", link)]
+    missing = [link for link in local if not (REPO / link).exists()]
+    assert local and not missing, missing
+
+
+def test_the_run_box_sums_the_default_formats_jobs(tmp_path):
+    run = tmp_path / "xeon-2c-24g-ext4"
+    run.mkdir()
+    (run / "run.json").write_text(
+        json.dumps({"machine": run.name, "run_seconds": 5400, "jobs": 4, "results_disk_bytes": 5e9})
+    )
+    pd.DataFrame(
+        {
+            "rule": ["download", "build_store", "build_store", "build_store"],
+            "format": [None, "png", "npy", "lance"],
+            "seconds": [60.0, 600.0, 540.0, 9999.0],
+        }
+    ).to_csv(run / "jobs.csv", index=False)
+    box = readme.run_box(run)
+    flat = " ".join(line.removeprefix("> ") for line in box.splitlines())
+    assert "took 1 h 30 min (4 jobs)" in flat and "5.0 GB" in flat
+    assert "default run's 3 jobs took 20 min" in flat  # lance's job is not the default run's
+    assert all(len(line) <= 100 for line in box.splitlines())
+
+
+def test_missing_markers_are_one_line(tmp_path):
+    with pytest.raises(ValueError, match="markers"):
+        readme._between("no markers", readme.RUN_START, readme.RUN_END, "x")
+
+
+@pytest.mark.skipif(not RUNS, reason="no published run with run.json in docs/results/ yet")
+def test_the_readme_blocks_are_the_published_runs():
+    run = RUNS[-1]
+    text = README.read_text()
+    fix = f"python -m imgbench.pipeline.readme --run {run.relative_to(REPO)}"
+    assert readme.render(text, run) == text, f"README.md differs from {run.name}: run `{fix}`"
