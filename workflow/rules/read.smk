@@ -2,7 +2,7 @@
 # share one definition (the cold rule overrides only its outputs and its cache params).
 # Every read is verified against the source pixels and labels outside the timed section.
 # Encoded data (payload: encoded) is read whole three ways: bytes only, bytes + the chosen
-# decoder (the row's time), bytes + Pillow; each verified (imgbench/experiments/runs.py).
+# decoder (the row's time), bytes + Pillow; each verified (imgbench/experiments/reads.py).
 
 
 rule read_many_warm:
