@@ -56,7 +56,7 @@ class _FakeCap:
         pass
 
     def memory(self):
-        return {"anon": 0, "file": 0, "total": 0}
+        return {"anon": 0, "file": 0, "total": 0, "usage": 0}
 
     def limit_hits(self):
         return 0
@@ -110,6 +110,56 @@ def test_the_time_box_stops_the_epoch_and_counts_completed_batches(
     assert len(r["samples"]) == 3 and r["stats"]["n_samples"] == 3
 
 
+class _Stuck(NpyStore):
+    """npy reads whose every batch takes longer than the warm-up and the window together."""
+
+    @contextlib.contextmanager
+    def batch_reader(self, path):
+        with super().batch_reader(path) as read:
+
+            def stuck(indices):
+                time.sleep(1.0)
+                return read(indices)
+
+            yield stuck
+
+
+def test_a_window_with_no_completed_batch_is_a_row_that_says_so(tmp_path, no_cgroup, monkeypatch):
+    src = _source(tmp_path, 200)
+    experiments.build_store(make_job(tmp_path, src, "npy", "tuned", 200))
+    monkeypatch.setattr(capped, "open_store", lambda job, workers=1: _Stuck({}, 1))
+    r = capped.read_capped(_job(tmp_path, src, 200, capped_warmup_s=0.1, capped_seconds=0.2))
+    x = r["extra"]
+    assert x["window_images"] == 0 and x["images_per_s"] is None and r["samples"] == []
+    assert x["not_measured"].startswith("no batch of 10 images completed in")
+
+
+class _Refusing(_FakeCap):
+    """A cap whose controller refuses every limit after the first (v1's EBUSY)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def set_limit(self, limit):
+        self.calls += 1
+        if self.calls > 1:
+            raise capped.memcap.CapError("cannot set the memory limit (Device or resource busy)")
+
+    def memory(self):
+        return {"anon": 50 << 20, "file": 0, "total": 50 << 20, "usage": 50 << 20}
+
+
+def test_a_refused_limit_is_counted_and_the_governor_keeps_going():
+    cap = _Refusing()
+    gov = capped._Governor(cap, 10 << 20)
+    gov.start()
+    time.sleep(0.1)
+    gov.halt.set()
+    gov.join()
+    assert gov.failures >= 2 and gov.error is None  # still running after the first refusal
+    assert gov.own_peak == 50 << 20
+
+
 def test_an_epoch_shorter_than_the_warm_up_is_used_whole(tmp_path, no_cgroup):
     src = _source(tmp_path, 200)
     experiments.build_store(make_job(tmp_path, src, "npy", "tuned", 200))
@@ -153,6 +203,7 @@ def test_a_real_cap_holds_the_store_to_the_cap_and_charges_it_in_the_group(
     r = capped.read_capped(job)
     x = r["extra"]
     assert r["verified"] and (x["images_per_s"] or 0) > 0 and "not_measured" not in x, x
+    assert x["epoch_ended"] is None  # a real window: the bound below is not the cold start's
     assert x["resident_start"] <= 0.2 + 0.05
     assert x["resident_peak"] <= 0.2 + 0.05, x
     # nothing of the store is charged outside the group: its resident pages are the group's
@@ -176,7 +227,14 @@ def test_the_capped_table_reads_each_row_against_the_device(tmp_path, no_cgroup)
     assert row["limit"] == "random_4k_iops_qd32"
     assert row["limit_fraction"] == pytest.approx(rate / 10000)
     assert row["epoch_fraction"] == r["extra"]["epoch_fraction"] and row["verified"]
-    assert "## Shuffled epochs" in "\n".join(capped_md(capped_table([r], device)))
+    assert row["effective"] and row["tuning"] == ""  # default advice, depth 1: nothing to apply
+    noop = {
+        **r,
+        "extra": {**r["extra"], "advice": "random", "tuning": {"advice": "not applied: x"}},
+    }
+    assert not capped_table([noop], device).iloc[0]["effective"]
+    head = capped_md(capped_table([r], device))[0]
+    assert head == "## Epochs from a store 5x the readers' page cache (capped.csv)"
 
 
 def test_unmeasured_capped_rows_are_one_line_in_the_summary(tmp_path, monkeypatch):

@@ -32,7 +32,7 @@ class Cache(StrEnum):
 
     WARM = "warm"
     COLD = "cold"
-    CAPPED = "capped"  # consecutive epochs, cold start, page cache capped below the store
+    CAPPED = "capped"  # a time-boxed epoch from an evicted store, page cache capped below it
     NONE = "none"
 
 

@@ -52,67 +52,51 @@ GOVERN_S = 0.005
 #: faults wait for the governor); the store's capped pages are that reserve, so a cap below
 #: this (a tiny store) is raised to it: the row's resident_peak shows what was held.
 FLOOR = 32 << 20
-#: Residency sweeps (mincore over every store file) take at most this share of one core.
-SWEEP_SHARE = 0.1
 POLL_S = 0.02
 
 
 class _Governor(threading.Thread):
     """Keep the group's limit at the readers' own charge + cap + :data:`SLACK` (at least
-    :data:`FLOOR`)."""
+    :data:`FLOOR`), and watch the group's page cache: ``file_peak`` is its highest since
+    :meth:`reset` (the store's pages are all the readers read: the window's residency peak,
+    read without opening the store's files)."""
 
     def __init__(self, cap: Any, cap_bytes: int) -> None:
         super().__init__(name="cap-governor", daemon=True)
         self.cap, self.cap_bytes, self.halt = cap, cap_bytes, threading.Event()
-        self.limit = max(cap_bytes + SLACK, FLOOR) + (64 << 20)  # until the first reading
-        self.own_peak = 0
+        self.room = max(cap_bytes + SLACK, FLOOR)
+        self.limit = self.room + (64 << 20)  # until the first reading
+        self.own_peak = self.file_peak = 0
         self.failures = 0
+        self.error: str | None = None
         # A reader that allocates faster than the limit follows waits for it (this thread
         # runs outside the group and raises it) instead of being killed: TileDB's readers
         # take tens of MB at once.
         cap.hold_at_limit()
         cap.set_limit(self.limit)
 
-    def run(self) -> None:
-        while not self.halt.wait(GOVERN_S):
-            m = self.cap.memory()
-            own = max(0, m["total"] - m["file"])
-            self.own_peak = max(self.own_peak, own)
-            limit = own + max(self.cap_bytes + SLACK, FLOOR)
-            if abs(limit - self.limit) >= (1 << 20):
-                try:
-                    self.cap.set_limit(limit)
-                    self.limit = limit
-                except OSError:  # v1 refuses a limit below usage it cannot reclaim yet
-                    self.failures += 1
-
-
-class _Residency(threading.Thread):
-    """The store's resident fraction (mincore), sampled as often as :data:`SWEEP_SHARE`
-    allows; ``peak`` is the highest since :meth:`reset`."""
-
-    def __init__(self, files: list[Path]) -> None:
-        super().__init__(name="residency", daemon=True)
-        self.files, self.halt = files, threading.Event()
-        self.peak = 0.0
-        self.sweeps = 0
-        self.sweep_s = 0.0
-
-    def sample(self) -> float:
-        t0 = time.perf_counter()
-        fraction = cache.resident_fraction(self.files)
-        self.sweep_s = time.perf_counter() - t0
-        self.sweeps += 1
-        self.peak = max(self.peak, fraction)
-        return fraction
-
-    def reset(self) -> float:
-        self.peak = 0.0
-        return self.sample()
+    def reset(self) -> None:
+        self.file_peak = 0
 
     def run(self) -> None:
-        while not self.halt.wait(max(0.25, self.sweep_s / SWEEP_SHARE)):
-            self.sample()
+        try:
+            while not self.halt.wait(GOVERN_S):
+                m = self.cap.memory()
+                # everything charged that is not page cache: anon and kernel memory alike
+                own = max(0, m["usage"] - m["file"])
+                self.own_peak = max(self.own_peak, own)
+                self.file_peak = max(self.file_peak, m["file"])
+                limit = own + self.room
+                if abs(limit - self.limit) >= (1 << 20):
+                    try:
+                        self.cap.set_limit(limit)
+                        self.limit = limit
+                    except (OSError, memcap.CapError):  # v1: below usage it cannot reclaim yet
+                        self.failures += 1
+        except BaseException as exc:  # never leave readers waiting at a limit nobody raises
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.cap.set_limit(None)
+            raise
 
 
 def _wait(until: float, out: access.Epoch) -> bool:
@@ -124,8 +108,8 @@ def _wait(until: float, out: access.Epoch) -> bool:
     return bool(np.isfinite(out.done_at).all())
 
 
-def _counters(dev: str | None) -> tuple[int, int]:
-    return blockdev.counters(dev) if dev else (0, 0)
+def _counters(store: Path | None) -> tuple[int, int]:
+    return blockdev.counters_for(store) if store else (0, 0)
 
 
 def read_capped(job: Job) -> dict[str, Any]:
@@ -140,6 +124,7 @@ def read_capped(job: Job) -> dict[str, Any]:
         no_device = None
     except blockdev.NoBlockDevice as exc:  # the row still has images/s, not device counters
         dev, no_device = None, str(exc)
+    counted = job.store if dev else None  # its partition's own counters
     res.extra.update(
         pattern=job.pattern,
         readers=job.readers,
@@ -167,7 +152,8 @@ def read_capped(job: Job) -> dict[str, Any]:
     src_images, src_labels = load_source(job.images, job.labels, job.n)
     res.extra["image_bytes"] = int(src_images[0].nbytes)
     store = open_store(job, workers=1)  # no pool inside a reader: the readers are the parallelism
-    store.tune_reads(advice=job.advice, io_depth=job.io_depth)
+    # what each knob did for this format ("not applied: why" where its reader cannot)
+    res.extra["tuning"] = store.tune_reads(advice=job.advice, io_depth=job.io_depth)
     order = access.epoch_order(job.pattern, job.n, job.seed, 0, job.random_samples)
     parts = access.batches(order, job.pattern, job.batch_size)
     out = access.Epoch(len(order), src_images.shape[1:], src_labels.dtype, len(parts))
@@ -175,11 +161,11 @@ def read_capped(job: Job) -> dict[str, Any]:
     sizes = np.array([len(p) for p in parts])
 
     with memcap.capped(None) as cap, damage_is_clear(job):
-        governor, residency = _Governor(cap, cap_bytes), _Residency(files)
+        governor = _Governor(cap, cap_bytes)
         try:
             governor.start()
             t0 = time.perf_counter()
-            c0 = _counters(dev)
+            c0 = _counters(counted)
             # Each reader process joins the group as it starts; this process stays outside
             # (its threads raise the limit and sample residency, and must never wait on it).
             with access.epoch_in_background(
@@ -195,16 +181,17 @@ def read_capped(job: Job) -> dict[str, Any]:
                 if ended:  # the whole epoch fit in the warm-up: it is the window
                     ticks, c_start, resident_start = [t0, t0], c0, res.resident_fraction[0]
                 else:
-                    ticks, c_start = [time.perf_counter()], _counters(dev)
-                    resident_start = residency.reset()
-                    residency.start()
+                    # mincore opens every store file: before the window, never inside it
+                    resident_start = cache.resident_fraction(files)
+                    governor.reset()
+                    ticks, c_start = [time.perf_counter()], _counters(counted)
                     for k in range(1, job.capped_windows + 1):
                         done = _wait(ticks[0] + job.capped_seconds * k / job.capped_windows, out)
                         ticks.append(time.perf_counter())
                         if done:
                             ended = "window"
                             break
-                c_end = _counters(dev)
+                c_end = _counters(counted)
                 out.stop[0] = 1
             if ended:  # the window ends with the epoch's last batch, not at the poll
                 last = float(np.nanmax(out.done_at))
@@ -216,17 +203,15 @@ def read_capped(job: Job) -> dict[str, Any]:
             resident_end, memory = cache.resident_fraction(files), cap.memory()
         finally:
             governor.halt.set()
-            residency.halt.set()
         governor.join()
-        if residency.is_alive():
-            residency.join()
         hits = cap.limit_hits()
 
     # Untimed: every completed batch, against the source, at its positions in the output.
     done = np.isfinite(out.done_at)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    positions = np.concatenate(
-        [np.arange(s, s + k) for s, k in zip(starts[done], sizes[done], strict=True)]
+    positions = np.array(
+        [i for s, k in zip(starts[done], sizes[done], strict=True) for i in range(s, s + k)],
+        dtype=np.int64,
     )
     verify.against_indices(
         job.what,
@@ -235,7 +220,7 @@ def read_capped(job: Job) -> dict[str, Any]:
         src_labels,
         order[positions],
     )
-    res.verified = True
+    res.verified = True  # every completed batch (none completed: nothing to count either)
 
     in_window = [
         int(sizes[(out.done_at > a) & (out.done_at <= b)].sum())
@@ -261,13 +246,13 @@ def read_capped(job: Job) -> dict[str, Any]:
         epoch_ended=ended or None,
         epoch_fraction=read_by_end / len(order),
         resident_start=resident_start,
-        resident_peak=max(residency.peak, resident_start),
-        residency_sweeps=residency.sweeps,
+        resident_peak=max(governor.file_peak / store_bytes, resident_start),
         device_ios=ios if dev else None,
         device_bytes=nbytes if dev else None,
         device_ios_per_image=ios / images if dev and images else None,
         device_bytes_per_image=nbytes / images if dev and images else None,
         cgroup_version=cap.version,
+        cache_room_bytes=governor.room,
         limit_bytes_last=governor.limit,
         readers_own_peak_bytes=governor.own_peak,
         limit_set_failures=governor.failures,
@@ -275,7 +260,9 @@ def read_capped(job: Job) -> dict[str, Any]:
         resident_end=resident_end,
         group_file_bytes_end=memory["file"],
     )
-    if not images:
+    if governor.error:
+        res.extra["not_measured"] = f"the cap's governor failed: {governor.error}"
+    elif not images:
         res.extra["not_measured"] = (
             f"no batch of {job.batch_size} images completed in {seconds:.1f} s"
         )

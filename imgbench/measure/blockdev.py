@@ -28,7 +28,15 @@ from pathlib import Path
 
 from imgbench.core.errors import BenchError
 
-__all__ = ["NoBlockDevice", "counters", "describe", "device_for", "fs_type", "read_ahead_kb"]
+__all__ = [
+    "NoBlockDevice",
+    "counters",
+    "counters_for",
+    "describe",
+    "device_for",
+    "fs_type",
+    "read_ahead_kb",
+]
 
 SYS = Path("/sys")
 SECTOR = 512  # the unit of /sys/block/<dev>/stat, fixed by the kernel's ABI
@@ -86,6 +94,16 @@ def device_for(path: Path | str, sys_root: Path = SYS) -> str:
 def counters(dev: str, sys_root: Path = SYS) -> tuple[int, int]:
     """Reads completed and bytes read by *dev* since boot (fields 1 and 3 of its stat)."""
     fields = (sys_root / "block" / dev / "stat").read_text().split()
+    return int(fields[0]), int(fields[2]) * SECTOR
+
+
+def counters_for(path: Path | str, sys_root: Path = SYS) -> tuple[int, int]:
+    """Reads completed and bytes read by the block device *path* is on, partition included:
+    its own stat (/sys/dev/block/M:m/stat), so reads of other partitions of the same disk
+    are not counted."""
+    st_dev = os.stat(path).st_dev
+    node = sys_root / "dev" / "block" / f"{os.major(st_dev)}:{os.minor(st_dev)}" / "stat"
+    fields = node.read_text().split()
     return int(fields[0]), int(fields[2]) * SECTOR
 
 

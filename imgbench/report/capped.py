@@ -45,6 +45,8 @@ COLUMNS = [
     "bandwidth_fraction",
     "limit",
     "limit_fraction",
+    "tuning",
+    "effective",
     "cgroup_version",
     "not_measured",
     "verified",
@@ -111,6 +113,12 @@ def _row(r: dict, dev: dict[str, float]) -> dict:
             if streamed
             else _fraction(rate, dev.get(IOPS_QD32))
         ),
+        # What the knobs did; a setup whose knob its reader cannot apply repeats the
+        # default's measurement: kept, but not "effective" (the answer and claims skip it).
+        "tuning": "; ".join(f"{k}: {v}" for k, v in (x.get("tuning") or {}).items() if v),
+        "effective": not any(
+            str(v).startswith("not applied") for v in (x.get("tuning") or {}).values()
+        ),
         "cgroup_version": x.get("cgroup_version"),
         "not_measured": x.get("not_measured"),
         "verified": r["verified"],
@@ -132,7 +140,8 @@ def capped_md(capped: pd.DataFrame) -> list[str]:
     """The capped section of summary.md: the rows, and one line where nothing was measured."""
     if not len(capped):
         return []
-    lines = ["## Shuffled epochs from a store 5x the page cache (capped.csv)", ""]
+    cap = capped["page_cache_cap"].iloc[0]
+    lines = [f"## Epochs from a store {1 / cap:.3g}x the readers' page cache (capped.csv)", ""]
     unmeasured = capped[capped["not_measured"].notna()]
     if len(unmeasured) == len(capped):
         reasons = sorted(set(unmeasured["not_measured"]))
@@ -152,13 +161,14 @@ def capped_md(capped: pd.DataFrame) -> list[str]:
         "limit_fraction",
         "not_measured",
     ]
-    cap = capped["page_cache_cap"].iloc[0]
     return [
         *lines,
         f"The readers may fill at most {cap:g} of the store's bytes with page cache (a memory "
         "cgroup whose limit follows the cap plus the readers' own memory). From an evicted "
         "store: a warm-up window, then a timed window through the same permutation; "
-        "images/s counts the completed, verified batches in it. device_* = the block "
+        "images/s counts the completed, verified batches in it; effective = False where the "
+        "format's reader cannot apply the row's advice or io depth (see tuning). device_* = "
+        "the block "
         "device's own counters per image; limit_fraction = images/s over the device's "
         "random 4 KiB reads/s at queue depth 32 (shuffled) or pixel bytes/s over its "
         "sequential bandwidth (sequential).",

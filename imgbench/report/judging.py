@@ -149,6 +149,8 @@ class Run:
             raise Missing(what)
         rate = sel["images_per_s"].astype(float)
         ok = sel["not_measured"].isna() & (rate > 0)
+        if "effective" in sel.columns:  # a knob the reader cannot apply repeats the default
+            ok &= sel["effective"].astype(str).str.lower().eq("true")
         if not ok.any():
             why = "; ".join(sorted(set(sel["not_measured"].dropna().astype(str)))) or "no images/s"
             raise Missing(f"{what} (not measured: {why})")
