@@ -166,8 +166,10 @@ class CodeHasher:
         return sorted(out)
 
     def experiment_hash(self, experiment: str, fmt: str) -> str:
-        """Code hash of one timed job: its experiment family plus its own format's module."""
-        return self.hash(self.experiments[experiment], *self.format_modules(fmt))
+        """Code hash of one timed job: its experiment family, its own format's module, and
+        the glue that builds its Job (its defaults are part of what is measured)."""
+        glue = f"{self.package}.pipeline.snake"
+        return self.hash(self.experiments[experiment], *self.format_modules(fmt), glue)
 
     def step_hash(self, step: str) -> str:
         """Code hash of an untimed step ("package.module:function")."""
