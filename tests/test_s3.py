@@ -217,6 +217,7 @@ def test_stop_leaves_no_process_port_or_file(tmp_path):
     assert not still, f"ports still open after stop: {still}"
     assert not [s for s in sockets if s.exists()], "weed's gRPC sockets left in /tmp"
     assert not (tmp_path / "s3.json").exists(), "the key file outlived the server"
+    assert srv.creds.secret_key not in (tmp_path / "weed.log").read_text()
     assert not [p for p in psutil.process_iter(["cmdline"]) if _ours(p, srv, proxy_port)]
 
 

@@ -16,14 +16,15 @@ client, and the network in between.
 * :class:`Proxy` runs :mod:`imgbench.stores.s3proxy` (round trip and bandwidth) in a
   process of its own, between the clients and the server.
 
-Durability (SeaweedFS 4.48, read in its source): an S3 PUT is acknowledged once the data
-is appended to a volume's ``.dat`` file and the object's entry is in the filer's LevelDB
-store, **without fsync**: the S3 gateway uploads chunks to the volume server without its
-``fsync=true`` parameter (``operation.UploadReaderInChunks``), the volume then writes with
-a plain ``write`` (``storage.Volume.syncWrite`` with ``fsync`` false), and the filer's
-LevelDB ``Put`` does not sync. An acknowledged write survives the server's crash (it is in
-the kernel's page cache) but not the machine's. Local writes are timed until durable
-(fsync); S3 uploads until acknowledged: a looser bar, stated beside the numbers.
+Durability (read in SeaweedFS's source, master at cc8364a; the pin is 4.48): an S3 PUT is
+acknowledged once the data is appended to a volume's ``.dat`` file and the object's entry
+is in the filer's LevelDB store, **without fsync**: the S3 gateway uploads chunks to the
+volume server without its ``fsync=true`` parameter (``operation.UploadReaderInChunks``),
+the volume then writes with a plain ``write`` (``storage.Volume.syncWrite`` with ``fsync``
+false), and the filer's LevelDB ``Put`` does not sync. An acknowledged write survives the
+server's crash (it is in the kernel's page cache) but not the machine's. Local writes are
+timed until durable (fsync); S3 uploads until acknowledged: a looser bar, stated beside the
+numbers (:data:`DURABILITY`).
 """
 
 from __future__ import annotations
@@ -312,7 +313,8 @@ class SeaweedServer:
         deadline = time.monotonic() + 10
         while any(port_open(p) for p in self.ports.values()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        for path in [self.data_dir / "s3.json", *(self._sockets() if self.ports else [])]:
+        own = [self.data_dir / n for n in ("s3.json", "filer.sock", "s3.sock")]
+        for path in [*own, *(self._sockets() if self.ports else [])]:
             path.unlink(missing_ok=True)
 
     def __enter__(self) -> SeaweedServer:
