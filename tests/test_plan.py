@@ -209,3 +209,10 @@ def test_missing_timing_cap_stops_the_main_process_only() -> None:
 def test_modes_of_the_registry_drive_the_combos() -> None:
     p = plan.make_plan(_config(formats=list(FORMATS)))
     assert len(p.combos) == sum(len(modes(f)) for f in FORMATS)
+
+
+def test_min_images_per_size_gives_a_larger_size_a_store_of_that_many_images() -> None:
+    p = plan.make_plan(_config(image_sizes=[32, 256], cutoffs=[100000], min_images_per_size=10000))
+    assert p.n_images == {"cifar32": 100000, "cifar256": 10000}
+    assert p.datasets["cifar256"] == [1562, 10000] and p.datasets["cifar32"] == [100000]
+    assert plan.make_plan(_config(image_sizes=[32, 256])).datasets["cifar256"][-1] == 1562

@@ -138,11 +138,23 @@ def _median_get_ms(c: S3Client, key: str, size: int, n: int = 9) -> float:
     return statistics.median(times) * 1e3
 
 
+def _get_ms(c: S3Client, key: str, size: int, n: int) -> list[float]:
+    c.get(key, size)  # the connection is opened outside the timing
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        c.get(key, size)
+        times.append((time.perf_counter() - t) * 1e3)
+    return times
+
+
 def test_one_get_through_the_proxy_at_10_ms_takes_10_to_15_ms(client):
+    """The fastest of 15 GETs: every one pays the 10 ms round trip (none is faster), and one
+    without interference from the rest of a shared machine pays less than 5 ms more."""
     client.put("tiny", b"t" * 100)
     with Proxy(client.endpoint, rtt_ms=10) as proxy:
-        ms = _median_get_ms(client.with_endpoint(proxy.endpoint), "tiny", 100, n=15)
-    assert 10 <= ms <= 15, f"median GET through a 10 ms proxy took {ms:.1f} ms"
+        times = _get_ms(client.with_endpoint(proxy.endpoint), "tiny", 100, n=15)
+    assert 10 <= min(times) <= 15, f"GETs through a 10 ms proxy took {sorted(times)} ms"
 
 
 def test_bandwidth_is_limited_and_shared(client):

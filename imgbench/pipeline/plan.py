@@ -394,11 +394,21 @@ def make_plan(config: dict[str, Any], folder_facts: FolderFacts | None = None) -
     else:
         cutoffs = sorted({c for c in config["cutoffs"] if c < n_all} | {n_all})
         scale = _unscaled
+    # min_images_per_size: a larger size's largest store holds at least this many images
+    # (scaled cutoffs give 256 px 1,562 of the 100,000 32-px images' bytes; capped epochs
+    # at 256 px want a store several times the readers' cache in images as well as bytes).
+    floor = min(config.get("min_images_per_size") or 0, n_all)
+    n_images = {
+        sizes.data_key(s, source): max(scale(n_all, s), floor) for s in config["image_sizes"]
+    }
     datasets = {
-        sizes.data_key(s, source): sorted({scale(c, s) for c in cutoffs})
+        sizes.data_key(s, source): sorted(
+            {scale(c, s) for c in cutoffs} | {n_images[sizes.data_key(s, source)]}
+            if floor > scale(n_all, s)
+            else {scale(c, s) for c in cutoffs}
+        )
         for s in sorted(config["image_sizes"])
     }
-    n_images = {sizes.data_key(s, source): scale(n_all, s) for s in config["image_sizes"]}
     # Epochs read at these sizes only (null: every image size): at four sizes they would
     # take about four times the full sweep's hours.
     epoch_sizes = set(
