@@ -140,6 +140,22 @@ def test_a_store_change_reruns_only_that_formats_jobs() -> None:
     assert "imgbench.measure.timing" in code.closure([code.experiments["read_many"]])
 
 
+def test_the_job_glue_counts_for_every_family_without_tying_them(tmp_path) -> None:
+    """pipeline.snake builds every Job: a change to it reruns every timed job, yet it imports
+    the experiments package (every family), which must not tie one family to another."""
+    import shutil
+
+    pkg = tmp_path / "imgbench"
+    shutil.copytree(REPO / "imgbench", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    names = ("build_store", "read_many", "read_capped")
+    before = {n: CodeHasher(pkg).experiment_hash(n, "png") for n in names}
+    assert len(set(before.values())) == 3  # each family its own hash
+    with open(pkg / "pipeline" / "snake.py", "a") as f:
+        f.write("# a changed default\n")
+    after = {n: CodeHasher(pkg).experiment_hash(n, "png") for n in names}
+    assert all(after[n] != before[n] for n in names)
+
+
 def test_experiment_families_are_read_from_the_registry() -> None:
     from imgbench.experiments import EXPERIMENTS
 

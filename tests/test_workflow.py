@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from imgbench.data.synthetic import make_archive
+from imgbench.report.claims_data import CLAIMS
 from imgbench.stores import FORMATS, modes, parallel_writes
 from tests.conftest import REPO
 from tests.test_provenance import TOP_KEYS
@@ -23,6 +24,8 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 #: its writer sweeps: tuned formats with parallel writers x writers [1, 2]
 C = sum(len(modes(f)) for f in FORMATS)
 W = sum(2 for f in FORMATS if parallel_writes(f))
+#: capped epochs in tests/configs/tiny.yaml: every tuned format, 2 readers, advice random
+T = sum(1 for f in FORMATS if "tuned" in modes(f))
 TIMED_DIRS = [
     "write_many",
     "read_many_warm",
@@ -35,6 +38,7 @@ TIMED_DIRS = [
     "train_warm",
     "train_cold",
     "write_writers",
+    "read_epoch_capped",
 ]
 
 pytestmark = pytest.mark.workflow
@@ -209,7 +213,12 @@ def test_tiny_run_produces_every_table_and_figure(tiny_run: Path) -> None:
     assert len(au) == len(combos) * 2 * 2 and au["verified"].all()
     assert ((au["au"] > 0) & (au["au"] <= 1)).all() and au["accelerators_at_90"].notna().all()
     claims = pd.read_csv(tables / "claims.csv")
-    assert len(claims) == 21 and set(claims["verdict"]) <= {"holds", "fails", "mixed", "not tested"}
+    assert len(claims) == len(CLAIMS) and set(claims["verdict"]) <= {
+        "holds",
+        "fails",
+        "mixed",
+        "not tested",
+    }
 
 
 def test_cold_results_all_prove_residency(tiny_run: Path) -> None:
@@ -234,8 +243,8 @@ def test_timed_jobs_never_overlap_any_job(tiny_run: Path) -> None:
         for p in (tiny_run / "results" / "timings" / d).rglob("*.json"):
             r = json.loads(p.read_text())
             timed.append((r["start"], r["end"], str(p)))
-    # + epochs and training: 2 reader counts each, warm and cold
-    assert len(timed) == C * 2 * 3 + C * 3 + C * 2 * 2 + C * 2 * 2 + W
+    # + epochs and training: 2 reader counts each, warm and cold; + capped epochs
+    assert len(timed) == C * 2 * 3 + C * 3 + C * 2 * 2 + C * 2 * 2 + W + T
     # every job, timed or not, logs its process's window
     windows = []
     for log in (tiny_run / "results" / "logs").rglob("*.log"):
@@ -342,6 +351,7 @@ def test_store_option_reruns_only_that_format(tiny_run: Path) -> None:
                 "read_one_cold": C,
                 "read_epoch_cold": C * 2,
                 "train_cold": C * 2,
+                "read_epoch_capped": T,  # it starts from an evicted store too
             },
         ),
         # only the one-image jobs use the ids
@@ -363,6 +373,7 @@ def test_store_option_reruns_only_that_format(tiny_run: Path) -> None:
                 "read_epoch_cold": C * 2,
                 "train_warm": C * 2,
                 "train_cold": C * 2,
+                "read_epoch_capped": T,  # reads the rebuilt largest stores
                 "build_writers": W,
             },
         ),

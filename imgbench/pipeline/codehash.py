@@ -109,7 +109,7 @@ class CodeHasher:
     def __init__(self, root: Path | None = None, package: str = "imgbench") -> None:
         self.root = Path(root or Path(imgbench.__file__).parent)
         self.package = package
-        self._hashes: dict[tuple[str, ...], str] = {}
+        self._hashes: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
     @cached_property
     def files(self) -> dict[str, Path]:
@@ -133,12 +133,13 @@ class CodeHasher:
             todo.extend(self.graph[m])
         return seen
 
-    def hash(self, *roots: str) -> str:
-        """sha256 over the names and sources of the closure of *roots* (first 16 hex)."""
-        key = tuple(sorted(set(roots)))
+    def hash(self, *roots: str, alone: tuple[str, ...] = ()) -> str:
+        """sha256 over the names and sources of the closure of *roots*, plus the modules
+        *alone* without what they import (first 16 hex)."""
+        key = (tuple(sorted(set(roots))), tuple(sorted(set(alone))))
         if key not in self._hashes:
             h = hashlib.sha256()
-            for m in sorted(self.closure(key)):
+            for m in sorted(self.closure(key[0]) | set(key[1])):
                 h.update(m.encode() + b"\0" + self.files[m].read_bytes() + b"\0")
             self._hashes[key] = h.hexdigest()[:16]
         return self._hashes[key]
@@ -167,9 +168,10 @@ class CodeHasher:
 
     def experiment_hash(self, experiment: str, fmt: str) -> str:
         """Code hash of one timed job: its experiment family, its own format's module, and
-        the glue that builds its Job (its defaults are part of what is measured)."""
-        glue = f"{self.package}.pipeline.snake"
-        return self.hash(self.experiments[experiment], *self.format_modules(fmt), glue)
+        the glue that builds its Job (its defaults are part of what is measured; alone: it
+        imports the experiments package, which imports every family)."""
+        glue = (f"{self.package}.pipeline.snake",)
+        return self.hash(self.experiments[experiment], *self.format_modules(fmt), alone=glue)
 
     def step_hash(self, step: str) -> str:
         """Code hash of an untimed step ("package.module:function")."""
