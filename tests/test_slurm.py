@@ -88,7 +88,7 @@ def test_pipeline_runs_through_slurm(tmp_path: Path) -> None:
 
     # The jobs really went through SLURM, completed, on our node; local rules did not.
     rules = sorted(j.get("Rule", "") for j in jobs)
-    assert len(jobs) == 10, rules  # 9 pipeline jobs + the device probe
+    assert len(jobs) == 11, rules  # 10 pipeline jobs (one capped epoch) + the device probe
     assert all(j["JobState"] == "COMPLETED" for j in jobs), jobs
     assert all(j["NodeList"] == info.node_name for j in jobs)
     assert TIMED_RULES <= set(rules)
@@ -112,7 +112,7 @@ def test_pipeline_runs_through_slurm(tmp_path: Path) -> None:
     # The commit reached the node through sbatch's environment (the node needs no git), and
     # the code hash through the job's params.
     timings = [json.loads(p.read_text()) for p in (cluster / "results" / "timings").rglob("*.json")]
-    assert len(timings) == 6 and all(r["code_hash"] for r in timings)
+    assert len(timings) == 7 and all(r["code_hash"] for r in timings)
     commits = {r["commit"] for r in timings}  # computed once, by the main process
     assert len(commits) == 1 and commits <= heads_since(head_before), commits
 
