@@ -79,3 +79,31 @@ def test_the_readme_blocks_are_the_published_runs():
     text = README.read_text()
     fix = f"python -m imgbench.pipeline.readme --run {run.relative_to(REPO)}"
     assert readme.render(text, run) == text, f"README.md differs from {run.name}: run `{fix}`"
+
+
+def test_render_replaces_only_the_blocks_and_is_idempotent(tmp_path, capsys):
+    from tests.test_answer import _published
+
+    run = _published(tmp_path / "docs" / "results" / "cpu-2c-24g-ext4")
+    (run / "run.json").write_text(
+        json.dumps({"machine": run.name, "run_seconds": 600, "jobs": 2, "results_disk_bytes": 1e9})
+    )
+    pd.DataFrame({"rule": ["a", "b"], "format": ["png", None], "seconds": [30.0, 30.0]}).to_csv(
+        run / "jobs.csv", index=False
+    )
+    page = tmp_path / "README.md"
+    page.write_text(
+        f"# T\n\nbefore\n{readme.answer.START}\nSTALE TABLE\n{readme.answer.END}\nmiddle\n"
+        f"{readme.RUN_START}\nSTALE BOX\n{readme.RUN_END}\nafter\n"
+    )
+    assert readme.main(["--readme", str(page), "--run", str(run)]) == 0
+    text = page.read_text()
+    assert "STALE" not in text and "| write once (durable)" in text
+    assert text.startswith("# T\n\nbefore\n") and text.endswith(f"{readme.RUN_END}\nafter\n")
+    assert "took 10 min (2 jobs)" in text.replace("\n> ", " ")
+    assert readme.main(["--readme", str(page), "--run", str(run)]) == 0
+    assert page.read_text() == text  # idempotent
+    page.write_text("no markers\n")
+    assert readme.main(["--readme", str(page), "--run", str(run)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "markers" in err and page.read_text() == "no markers\n"

@@ -14,7 +14,6 @@ tests/test_docs.py fails when a committed page differs from what this module gen
 
 from __future__ import annotations
 
-import argparse
 import re
 import textwrap
 from collections.abc import Iterable
@@ -24,6 +23,7 @@ from typing import Any
 import yaml
 
 from imgbench import stores
+from imgbench.core import generated as generated_files
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = Path("config.yaml")
@@ -245,17 +245,9 @@ def stale(repo: Path = REPO) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Report (exit 1) or rewrite the generated pages."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="rewrite the generated pages")
-    parser.add_argument("--repo", type=Path, default=REPO)
-    args = parser.parse_args(argv)
-    if args.write:
-        for path, text in generated(args.repo).items():
-            (args.repo / path).write_text(text)
-        return 0
-    problems = stale(args.repo)
-    print("\n".join(problems) or "docs/ match the code")
-    return 1 if problems else 0
+    return generated_files.main(
+        __doc__.splitlines()[0], generated, stale, "docs/ match the code", REPO, argv
+    )
 
 
 if __name__ == "__main__":

@@ -11,10 +11,8 @@ experiment adds its rows by adding entries, no code.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -439,35 +437,3 @@ def readme_answer(tables_dir: Path, provenance: Path) -> str:
         n = int(sizes.max()) if len(sizes) else None
     prov = json.loads(Path(provenance).read_text())
     return "\n".join([run_line(Path(tables_dir), prov, data, n), "", *answer_lines(tables, data)])
-
-
-def replace_block(text: str, block: str) -> str:
-    """*text* with everything between the answer markers replaced by *block*; ValueError
-    naming the markers when they are missing or out of order."""
-    i, j = text.find(START), text.find(END)
-    if i < 0 or j < i:
-        raise ValueError(f"no {START} ... {END} markers in order: add them around the answer")
-    return f"{text[: i + len(START)]}\n{block.strip()}\n{text[j:]}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m imgbench.report.answer --readme README.md --run docs/results/<machine>``"""
-    ap = argparse.ArgumentParser(description="Regenerate the README's answer block.")
-    ap.add_argument("--readme", type=Path, default=Path("README.md"))
-    ap.add_argument("--run", type=Path, required=True, help="docs/results/<machine>")
-    args = ap.parse_args(argv)
-    prov = args.run / "provenance.json"
-    if not prov.exists():
-        print(f"error: {prov} missing: publish a run there first", file=sys.stderr)
-        return 1
-    try:
-        new = replace_block(args.readme.read_text(), readme_answer(args.run, prov))
-    except (ValueError, OSError) as e:
-        print(f"error: {args.readme}: {e}", file=sys.stderr)
-        return 1
-    args.readme.write_text(new)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,6 @@ reports what differs; ``--write`` rewrites the blocks (and the schema's ``requir
 
 from __future__ import annotations
 
-import argparse
 import json
 import textwrap
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from imgbench import stores
+from imgbench.core import generated as generated_files
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = Path("config.yaml")
@@ -93,17 +93,14 @@ def stale(repo: Path = REPO) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Report (exit 1) or rewrite the files that differ from the registry."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="rewrite the generated blocks")
-    parser.add_argument("--repo", type=Path, default=REPO)
-    args = parser.parse_args(argv)
-    if args.write:
-        for path, text in generated(args.repo).items():
-            (args.repo / path).write_text(text)
-        return 0
-    problems = stale(args.repo)
-    print("\n".join(problems) or "config.yaml and the schema match the registry")
-    return 1 if problems else 0
+    return generated_files.main(
+        __doc__.splitlines()[0],
+        generated,
+        stale,
+        "config.yaml and the schema match the registry",
+        REPO,
+        argv,
+    )
 
 
 if __name__ == "__main__":
