@@ -17,12 +17,14 @@ RUNS = sorted(p.parent for p in (REPO / "docs" / "results").glob("*/run.json"))
 
 
 def _prose(text: str) -> list[str]:
-    """Lines outside code blocks and tables (those may be wider)."""
-    out, code = [], False
+    """Lines outside code blocks, tables and the generated answer (those may be wider)."""
+    out, code, generated = [], False, False
     for line in text.splitlines():
         if line.startswith("```"):
             code = not code
-        elif not code and not line.startswith("|"):
+        elif line in (readme.answer.START, readme.answer.END):
+            generated = line == readme.answer.START
+        elif not code and not generated and not line.startswith("|"):
             out.append(line)
     return out
 

@@ -45,7 +45,7 @@ def run_box(run: Path) -> str:
     text = "".join(
         [
             f"**Time and disk on this 2-core machine** (reference run `{facts['machine']}`, "
-            f"[RUN.md]({Path(run).as_posix()}/RUN.md)): the reference run (all twelve "
+            f"[RUN.md](docs/results/{Path(run).name}/RUN.md)): the reference run (all twelve "
             f"formats) took {ref} and left {disk:.1f} GB in `results/`. The default run's "
             f"{len(default)} jobs took {_duration(default['seconds'].sum())} of it, summed "
             f"job by job (`benchmarks/run_report.py results --formats "
