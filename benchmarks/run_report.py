@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-import pandas as pd
+from imgbench.pipeline.publish import job_times
 
 
 def main() -> None:
@@ -34,20 +34,10 @@ def main() -> None:
         """A job of no format, or of a kept one (<kind>/<data>/<mode>/<fmt>[/...])."""
         return keep is None or len(rel.parts) < 4 or rel.parts[3].split(".")[0] in keep
 
-    rows = []
-    for tsv in sorted((args.results / "benchmarks").rglob("*.tsv")):
-        if not kept(tsv.relative_to(args.results / "benchmarks")):
-            continue
-        rule = tsv.relative_to(args.results / "benchmarks").parts[0].removesuffix(".tsv")
-        b = pd.read_csv(tsv, sep="\t")
-        rows.append(
-            {
-                "rule": rule,
-                "s": float(b["s"].iloc[0]),
-                "max_rss_mb": pd.to_numeric(b["max_rss"], errors="coerce").iloc[0],
-            }
-        )
-    jobs = pd.DataFrame(rows)
+    jobs = job_times(args.results / "benchmarks")  # the same table publish writes
+    if keep is not None:
+        jobs = jobs[jobs["format"].isna() | jobs["format"].isin(keep)]
+    jobs = jobs.rename(columns={"seconds": "s"})
     per_rule = jobs.groupby("rule").agg(
         jobs=("s", "size"), wall_s=("s", "sum"), max_rss_mb=("max_rss_mb", "max")
     )
@@ -58,7 +48,10 @@ def main() -> None:
         if not kept(p.relative_to(args.results / "timings")):
             continue
         r = json.loads(p.read_text())
-        timed += sum(r["samples"])
+        # capped samples are epoch seconds extrapolated from the window: count the window
+        timed += (
+            r["extra"].get("window_seconds") or 0 if r["cache"] == "capped" else sum(r["samples"])
+        )
         warm += sum(r.get("warmup_samples", []))
     jobs_total = jobs["s"].sum()
     print(f"\n{len(jobs)} jobs; sum of job wall times: {jobs_total:.1f} s")

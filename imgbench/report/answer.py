@@ -22,6 +22,7 @@ import pandas as pd
 
 from imgbench.data.sizes import main_pixels
 from imgbench.report import article
+from imgbench.report.capped import effective
 from imgbench.report.markdown import md_table
 from imgbench.report.select import ANY, select
 from imgbench.report.tables import family
@@ -127,9 +128,7 @@ def _au(df: pd.DataFrame) -> pd.DataFrame:
 def _capped(df: pd.DataFrame) -> pd.DataFrame:
     """images/s of the timed window; its range over the window's parts (how many parts the
     CSV does not say: a known range counts)."""
-    df = df[df["not_measured"].isna()] if "not_measured" in df.columns else df
-    if "effective" in df.columns:  # a knob the reader cannot apply repeats the default
-        df = df[df["effective"].astype(str).str.lower().eq("true")]
+    df = effective(df[df["not_measured"].isna()] if "not_measured" in df.columns else df)
     lo, hi = _col(df, "images_per_s_min"), _col(df, "images_per_s_max")
     return _metric(_col(df, "images_per_s"), lo, hi, pd.Series(np.nan, index=df.index))
 

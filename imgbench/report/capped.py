@@ -128,6 +128,14 @@ def _row(r: dict, dev: dict[str, float]) -> dict:
     }
 
 
+def effective(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose knobs their reader applied (the others repeat the default's
+    measurement): what the answer and the claims choose among."""
+    if "effective" not in df.columns:
+        return df
+    return df[df["effective"].astype(str).str.lower().eq("true")]
+
+
 def capped_table(results: list[dict], device: Path | str | None = None) -> pd.DataFrame:
     """One row per capped measurement (``cache`` = ``capped``), with the device's share."""
     dev = device_limits(device)

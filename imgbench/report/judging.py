@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from imgbench.report.capped import effective
 from imgbench.report.select import ReportError, partial_warm, select
 
 # Margins: the article's words as numbers. tests/test_claims.py pins every value.
@@ -148,9 +149,7 @@ class Run:
         if not len(sel):
             raise Missing(what)
         rate = sel["images_per_s"].astype(float)
-        ok = sel["not_measured"].isna() & (rate > 0)
-        if "effective" in sel.columns:  # a knob the reader cannot apply repeats the default
-            ok &= sel["effective"].astype(str).str.lower().eq("true")
+        ok = sel["not_measured"].isna() & (rate > 0) & sel.index.isin(effective(sel).index)
         if not ok.any():
             why = "; ".join(sorted(set(sel["not_measured"].dropna().astype(str)))) or "no images/s"
             raise Missing(f"{what} (not measured: {why})")
