@@ -24,6 +24,7 @@ import yaml
 
 from imgbench import stores
 from imgbench.core import generated as generated_files
+from imgbench.stores import config_files
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = Path("config.yaml")
@@ -201,7 +202,7 @@ def format_block(fmt: str) -> str:
         lines.append("- Streams its shards: runs the `buffered` epoch order.")
     if spec.options:
         lines.append("- Tuned options (declared in imgbench/stores/__init__.py):")
-        props = stores.schema_fragment()
+        props = config_files.schema_fragment()
         for opt in spec.options:
             lines.append(key_entry(opt.name, props[opt.name], opt.default, "  "))
     else:

@@ -25,6 +25,7 @@ from imgbench.core.names import Mode
 
 if TYPE_CHECKING:  # the base class imports numpy only; the format modules import more
     from imgbench.stores.base import Store
+    from imgbench.stores.remote.base import RemoteStore
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +68,10 @@ class Format:
     #: bytes, variable length); empty: it cannot, and ``encoded_why_not`` says why
     encoded: str = ""
     encoded_why_not: str = ""
+    #: how the format reads from object storage (issue 24): "module:Class" relative to
+    #: :mod:`imgbench.stores.remote`; empty: it is not measured there, ``s3_why_not`` says why
+    s3: str = ""
+    s3_why_not: str = ""
 
 
 _POSITIVE = {"minimum": 1}
@@ -74,6 +79,7 @@ _TUNED = "the format module's docstring"
 
 FORMATS: dict[str, Format] = {
     "png": Format(
+        s3="png:RemotePng",
         classes={"article": "png:ArticlePng", "tuned": "png:TunedPng"},
         options=(
             Option(
@@ -91,6 +97,7 @@ FORMATS: dict[str, Format] = {
         encoded="one file per image, named by its sniffed type",
     ),
     "lmdb": Format(
+        s3="staged:StagedLmdb",
         classes={"article": "lmdb_store:ArticleLmdb", "tuned": "lmdb_store:TunedLmdb"},
         options=(
             Option(
@@ -115,6 +122,7 @@ FORMATS: dict[str, Format] = {
         encoded="one value per key",
     ),
     "hdf5": Format(
+        s3="hdf5:RemoteHdf5",
         classes={"article": "hdf5:ArticleHdf5", "tuned": "hdf5:TunedHdf5"},
         options=(
             Option(
@@ -140,6 +148,7 @@ FORMATS: dict[str, Format] = {
         encoded="a variable-length uint8 dataset (one process)",
     ),
     "npy": Format(
+        s3="npy:RemoteNpy",
         classes={"tuned": "npy:NpyStore"},
         family="array",
         parallel_writes="processes pwrite shares of one file",
@@ -147,6 +156,7 @@ FORMATS: dict[str, Format] = {
     ),
     # --- issue 12: the formats teams choose today (tuned mode only: no article code) ---
     "tar": Format(
+        s3="tar:RemoteTar",
         classes={"tuned": "tar:TunedTar"},
         options=(
             Option(
@@ -164,6 +174,7 @@ FORMATS: dict[str, Format] = {
         encoded="WebDataset members <key>.<ext> + <key>.cls",
     ),
     "parquet": Format(
+        s3="arrow:RemoteParquet",
         classes={"tuned": "parquet:TunedParquet"},
         options=(
             Option(
@@ -189,6 +200,7 @@ FORMATS: dict[str, Format] = {
         encoded="a binary column",
     ),
     "feather": Format(
+        s3="arrow:RemoteFeather",
         classes={"tuned": "feather:TunedFeather"},
         options=(
             Option(
@@ -214,6 +226,7 @@ FORMATS: dict[str, Format] = {
         encoded="a binary column",
     ),
     "lance": Format(
+        s3="lance:RemoteLance",
         classes={"tuned": "lance_store:TunedLance"},
         options=(
             Option(
@@ -238,6 +251,7 @@ FORMATS: dict[str, Format] = {
         encoded="a binary column",
     ),
     "zarr": Format(
+        s3="zarr:RemoteZarr",
         classes={"tuned": "zarr_store:TunedZarr"},
         options=(
             Option(
@@ -279,6 +293,10 @@ FORMATS: dict[str, Format] = {
         encoded="a variable-length bytes array, sharded",
     ),
     "tiledb": Format(
+        s3_why_not=(
+            "not measured: TileDB reads S3 through its own VFS (a config of its C++ library), "
+            "not in this issue's list; its local rows stand"
+        ),
         classes={"tuned": "tiledb_store:TunedTiledb"},
         options=(
             Option(
@@ -304,6 +322,7 @@ FORMATS: dict[str, Format] = {
         encoded="a var-sized uint8 attribute",
     ),
     "sqlite": Format(
+        s3="staged:StagedSqlite",
         classes={"tuned": "sqlite:TunedSqlite"},
         options=(
             Option(
@@ -328,6 +347,7 @@ FORMATS: dict[str, Format] = {
         encoded="a BLOB column, one row per image",
     ),
     "leveldb": Format(
+        s3="staged:StagedLeveldb",
         classes={"tuned": "leveldb:TunedLeveldb"},
         options=(
             Option(
@@ -425,19 +445,32 @@ def packages() -> list[str]:
     return list(dict.fromkeys(p for spec in FORMATS.values() for p in spec.packages))
 
 
-def schema_fragment() -> dict[str, dict[str, Any]]:
-    """The config schema's properties for every store option, as the registry declares
-    them; workflow/schemas/config.schema.yaml must hold exactly these."""
-    return {
-        o.name: {
-            "type": list(o.type) if isinstance(o.type, tuple) else o.type,
-            **o.limits,
-            "default": o.default,
-            "description": o.description,
-            "$comment": f"source: {o.source}",
-        }
-        for o in option_list()
-    }
+def s3_formats() -> list[str]:
+    """The formats with an object-storage reader (issue 24), in registry order."""
+    return [f for f, spec in FORMATS.items() if spec.s3]
+
+
+def _import(fmt: str, module: str) -> Any:
+    """One of this package's modules; one line naming the package if a library is missing."""
+    try:
+        return importlib.import_module(f"{__name__}.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == __name__.split(".")[0]:
+            raise
+        raise MissingLibraryError(
+            f"format {fmt!r} needs the Python package "
+            f"{' / '.join(_spec(fmt).packages) or exc.name} "
+            f"(import of {exc.name!r} failed); install it: pip install -r requirements.txt"
+        ) from None
+
+
+def remote_class(fmt: str) -> type[RemoteStore]:
+    """Import and return the format's object-storage reader class."""
+    spec = _spec(fmt)
+    if not spec.s3:
+        raise KeyError(f"format {fmt!r} is not read from object storage: {spec.s3_why_not}")
+    module, cls = spec.s3.split(":")
+    return getattr(_import(fmt, f"remote.{module}"), cls)
 
 
 def store_class(fmt: str, mode: str) -> type[Store]:
@@ -446,16 +479,7 @@ def store_class(fmt: str, mode: str) -> type[Store]:
     if mode not in spec.classes:
         raise KeyError(f"format {fmt!r} has no mode {mode!r}; it has: {', '.join(spec.classes)}")
     module, cls = spec.classes[mode].split(":")
-    try:
-        mod = importlib.import_module(f"{__name__}.{module}")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] == __name__.split(".")[0]:
-            raise
-        raise MissingLibraryError(
-            f"format {fmt!r} needs the Python package {' / '.join(spec.packages) or exc.name} "
-            f"(import of {exc.name!r} failed); install it: pip install -r requirements.txt"
-        ) from None
-    return getattr(mod, cls)
+    return getattr(_import(fmt, module), cls)
 
 
 def get_store(

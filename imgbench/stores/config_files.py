@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -35,9 +36,24 @@ _Dumper.add_representer(
 )
 
 
+def schema_fragment() -> dict[str, dict[str, Any]]:
+    """The config schema's properties for every store option, as the registry declares
+    them; workflow/schemas/config.schema.yaml must hold exactly these."""
+    return {
+        o.name: {
+            "type": list(o.type) if isinstance(o.type, tuple) else o.type,
+            **o.limits,
+            "default": o.default,
+            "description": o.description,
+            "$comment": f"source: {o.source}",
+        }
+        for o in stores.option_list()
+    }
+
+
 def schema_block() -> str:
     """The schema's store-option properties, indented as in ``properties:``."""
-    text = yaml.dump(stores.schema_fragment(), Dumper=_Dumper, sort_keys=False, width=WIDTH - 4)
+    text = yaml.dump(schema_fragment(), Dumper=_Dumper, sort_keys=False, width=WIDTH - 4)
     return textwrap.indent(text, "  ")
 
 

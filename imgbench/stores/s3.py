@@ -41,6 +41,8 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -52,7 +54,15 @@ from requests_aws4auth import AWS4Auth
 
 from imgbench.core.errors import StoreError
 
-__all__ = ["Credentials", "Proxy", "S3Client", "SeaweedServer", "free_ports", "weed_binary"]
+__all__ = [
+    "Credentials",
+    "Proxy",
+    "S3Client",
+    "S3Target",
+    "SeaweedServer",
+    "free_ports",
+    "weed_binary",
+]
 
 DURABILITY = "acknowledged in page cache, not fsynced (SeaweedFS S3 PUT default)"
 #: the weed services this module starts, in the order their ports are passed
@@ -181,6 +191,89 @@ class S3Client:
 
     def delete(self, key: str) -> None:
         self._request("DELETE", key, "DELETE", ok=(200, 204))
+
+    def list(self, prefix: str) -> dict[str, int]:
+        """Every object under ``prefix``: key -> size (ListObjectsV2, page by page)."""
+        out: dict[str, int] = {}
+        token: str | None = None
+        while True:
+            params = {"list-type": "2", "prefix": prefix}
+            if token:
+                params["continuation-token"] = token
+            root = ET.fromstring(self._request("GET", None, "LIST", params=params).content)
+            ns = root.tag.partition("}")[0] + "}" if root.tag.startswith("{") else ""
+            for item in root.iter(f"{ns}Contents"):
+                out[item.findtext(f"{ns}Key") or ""] = int(item.findtext(f"{ns}Size") or 0)
+            if (root.findtext(f"{ns}IsTruncated") or "false").lower() != "true":
+                return out
+            token = root.findtext(f"{ns}NextContinuationToken")
+
+    def upload_tree(self, local: Path, prefix: str, threads: int = 16) -> dict[str, int]:
+        """Every file under ``local`` as an object ``prefix/<relative path>`` (what
+        ``aws s3 sync`` does); returns key -> size. Each PUT is acknowledged on return."""
+        files = sorted(p for p in Path(local).rglob("*") if p.is_file())
+        if not files:
+            raise StoreError(f"{local}: no files to upload; build the store first")
+
+        def one(path: Path) -> tuple[str, int]:
+            key = f"{prefix.rstrip('/')}/{path.relative_to(local).as_posix()}"
+            data = path.read_bytes()
+            self.put(key, data)
+            return key, len(data)
+
+        with ThreadPoolExecutor(threads) as pool:
+            return dict(pool.map(one, files))
+
+    def download_tree(
+        self, prefix: str, local: Path, sizes: dict[str, int], threads: int = 16
+    ) -> int:
+        """Every object of ``sizes`` (from :meth:`list` or an upload's manifest) under
+        ``prefix`` into ``local``, each checked for its size; returns the bytes."""
+        base = prefix.rstrip("/") + "/"
+
+        def one(item: tuple[str, int]) -> int:
+            key, size = item
+            if not key.startswith(base):
+                raise StoreError(f"{self.uri(key)} is not under {self.uri(base)}")
+            dest = Path(local) / key[len(base) :]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(self.get(key, size))
+            return size
+
+        with ThreadPoolExecutor(threads) as pool:
+            return sum(pool.map(one, sorted(sizes.items())))
+
+
+@dataclass(frozen=True)
+class S3Target:
+    """Where a job's objects are, as plain values (a format's S3 module gets this, never a
+    Snakemake object): the endpoint it talks to (the proxy's, usually), the bucket, the
+    key prefix of its store, and the credentials (hidden from repr)."""
+
+    endpoint: str
+    bucket: str
+    prefix: str
+    creds: Credentials
+
+    def client(self, timeout: float = 60.0) -> S3Client:
+        """Our own minimal client (one connection per thread)."""
+        return S3Client(self.endpoint, self.bucket, self.creds, timeout)
+
+    def key(self, relative: str) -> str:
+        return f"{self.prefix.rstrip('/')}/{relative}"
+
+    def url(self, relative: str = "") -> str:
+        """``s3://bucket/prefix/relative``, as the formats' own libraries name objects."""
+        return f"s3://{self.bucket}/{self.key(relative)}".rstrip("/")
+
+    @property
+    def host(self) -> str:
+        """HOST:PORT of the endpoint, without the scheme (pyarrow's ``endpoint_override``)."""
+        return self.endpoint.split("://", 1)[-1].rstrip("/")
+
+    @property
+    def scheme(self) -> str:
+        return self.endpoint.split("://", 1)[0] if "://" in self.endpoint else "https"
 
 
 def weed_binary() -> Path:
@@ -353,6 +446,14 @@ class Proxy:
             raise StoreError(f"s3 proxy did not start (said {line.strip()!r})")
         self.port = int(line.split()[1])
         return self
+
+    def stats(self) -> dict[str, int]:
+        """Connections, requests and bytes each way since the proxy started (it counts
+        requests exactly for body-less ones: GET, HEAD, LIST)."""
+        if self.proc is None or self.proc.stdout is None or self.proc.poll() is not None:
+            raise StoreError("s3 proxy is not running: no counts to read")
+        self.proc.send_signal(signal.SIGUSR1)
+        return json.loads(self.proc.stdout.readline())
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

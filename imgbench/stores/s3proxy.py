@@ -10,7 +10,11 @@ bandwidth are made here, in user space, between the S3 clients and the server:
   have been serialised at that rate (a FIFO virtual clock); 0 = unlimited;
 * order is kept: each direction of each connection is a FIFO queue, and the times at which
   chunks are due only grow;
-* many connections at once: one asyncio task pair per connection.
+* many connections at once: one asyncio task pair per connection;
+* counted: connections, bytes each way, and requests (header blocks ending in a blank line
+  on the way up; exact for GET, HEAD and LIST, which carry no body, so a read's requests
+  per image are counted whatever library sends them). On SIGUSR1 it prints the counts as
+  one JSON line on stdout (:meth:`imgbench.stores.s3.Proxy.stats`).
 
 Not modelled: the TCP handshake (the kernel accepts the connection at once, so a new
 connection does not pay its first round trip; S3 clients keep connections alive) and packet
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import socket
 import sys
@@ -35,7 +40,20 @@ CHUNK = 64 * 1024
 #: chunks queued per direction and connection (8 MiB): covers 1 Gbit/s x 60 ms in flight
 QUEUE = 128
 
-__all__ = ["Link", "serve"]
+__all__ = ["Counts", "Link", "serve"]
+
+#: the end of an HTTP request's header block
+_END = b"\r\n\r\n"
+
+
+class Counts:
+    """What crossed the proxy since it started (one event loop: no locks needed)."""
+
+    def __init__(self) -> None:
+        self.connections = self.requests = self.bytes_up = self.bytes_down = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
 
 
 class Link:
@@ -54,20 +72,33 @@ class Link:
 
 
 async def _pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link, delay: float
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    link: Link,
+    delay: float,
+    counts: Counts,
+    up: bool,
 ) -> None:
     """Copy one direction: each chunk is due ``delay`` after it has crossed the link."""
     loop = asyncio.get_running_loop()
+    tail = b""  # the last bytes of the previous chunk: a header end may straddle two
     queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
     space = asyncio.Semaphore(QUEUE)  # bounds the chunks held; the end marker never waits
 
     async def feed() -> None:
+        nonlocal tail
         try:
             while True:
                 await space.acquire()
                 data = await reader.read(CHUNK)
                 if not data:
                     break
+                if up:
+                    counts.bytes_up += len(data)
+                    counts.requests += (tail + data).count(_END)
+                    tail = data[-3:]
+                else:
+                    counts.bytes_down += len(data)
                 queue.put_nowait((link.leaves_at(len(data), loop.time()) + delay, data))
         finally:
             queue.put_nowait(None)
@@ -96,10 +127,15 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
 
 
 async def serve(
-    target: tuple[str, int], rtt_ms: float, bandwidth_mbps: float, port: int = 0
+    target: tuple[str, int],
+    rtt_ms: float,
+    bandwidth_mbps: float,
+    port: int = 0,
+    counts: Counts | None = None,
 ) -> asyncio.Server:
     """Listen on 127.0.0.1:``port`` (0 = any free port) and forward to ``target``."""
     delay = rtt_ms / 2000
+    counts = counts if counts is not None else Counts()
     up, down = Link(bandwidth_mbps), Link(bandwidth_mbps)
 
     async def connection(c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
@@ -114,9 +150,10 @@ async def serve(
             return
         _nodelay(c_writer)
         _nodelay(s_writer)
+        counts.connections += 1
         pumps = [
-            asyncio.create_task(_pump(c_reader, s_writer, up, delay)),
-            asyncio.create_task(_pump(s_reader, c_writer, down, delay)),
+            asyncio.create_task(_pump(c_reader, s_writer, up, delay, counts, True)),
+            asyncio.create_task(_pump(s_reader, c_writer, down, delay, counts, False)),
         ]
         try:
             for done in asyncio.as_completed(pumps):
@@ -135,11 +172,13 @@ async def serve(
 
 
 async def _main(target: tuple[str, int], rtt_ms: float, bandwidth_mbps: float) -> None:
-    server = await serve(target, rtt_ms, bandwidth_mbps)
+    counts = Counts()
+    server = await serve(target, rtt_ms, bandwidth_mbps, counts=counts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: print(json.dumps(counts.as_dict()), flush=True))
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     await stop.wait()
     server.close()
