@@ -288,7 +288,7 @@ FORMATS: dict[str, Format] = {
                 source="measured: ~10 % slower reads; not in zarr's default codecs",
             ),
         ),
-        packages=("zarr",),
+        packages=("zarr", "obstore"),
         family="array",
         encoded="a variable-length bytes array, sharded",
     ),
