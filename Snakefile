@@ -28,6 +28,9 @@ wildcard_constraints:
     compute=r"[0-9.]+",
     advice="default|random",
     depth=r"\d+",
+    lat=r"[0-9.]+",
+    bw=r"[0-9.]+",
+    rif=r"\d+",
 
 
 include: "workflow/rules/data.smk"
@@ -35,6 +38,7 @@ include: "workflow/rules/store.smk"
 include: "workflow/rules/read.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/claims.smk"
+include: "workflow/rules/s3.smk"
 
 
 # Builds of many files that store jobs no longer needed are deleted when the run ends, not

@@ -65,3 +65,29 @@ def summary_row(fmt: str, op: str, n: int, median: float, mode: str = "article",
         "median_s": median,
         **kw,
     }
+
+
+def weed_runs() -> str | None:
+    """Why SeaweedFS's weed binary cannot run here, or None."""
+    import subprocess
+
+    from imgbench.core.errors import StoreError
+    from imgbench.stores.s3 import weed_binary
+
+    try:
+        subprocess.run([weed_binary(), "version"], capture_output=True, check=True, timeout=60)
+    except (StoreError, OSError, subprocess.SubprocessError) as e:
+        return f"SeaweedFS cannot run here: {e}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One real SeaweedFS S3 server for the session's object-storage tests (stopped after)."""
+    from imgbench.stores.s3 import SeaweedServer
+
+    reason = weed_runs()
+    if reason:
+        pytest.skip(reason)
+    with SeaweedServer(tmp_path_factory.mktemp("seaweed-session")) as srv:
+        yield srv

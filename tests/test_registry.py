@@ -54,7 +54,7 @@ def test_config_yaml_holds_every_key_with_its_default_and_validates() -> None:
 
 
 def test_every_default_passes_its_own_limits() -> None:
-    for name, prop in stores.schema_fragment().items():
+    for name, prop in config_files.schema_fragment().items():
         jsonschema.validate(prop["default"], prop)  # e.g. a default outside its enum
         assert name.split("_")[0] in stores.FORMATS
 
@@ -95,7 +95,7 @@ def dummy(monkeypatch: pytest.MonkeyPatch) -> Option:
 
 
 def test_a_new_format_shows_up_everywhere(dummy: Option) -> None:
-    assert stores.schema_fragment()["dummy_level"] == {
+    assert config_files.schema_fragment()["dummy_level"] == {
         "type": "integer",
         "minimum": 1,
         "default": 3,

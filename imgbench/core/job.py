@@ -55,7 +55,8 @@ class Job:
     au_batches: int = 200
     prefetch: int = 2
     #: capped epochs: page cache the readers may fill, as a fraction of the store's bytes;
-    #: the time box (warm-up, timed window and its parts) and the readers' tuning
+    #: the time box (warm-up, timed window and its parts; S3 epochs use it too) and the
+    #: readers' tuning
     cache_cap: float = 0.0
     capped_warmup_s: float = 5.0
     capped_seconds: float = 15.0
@@ -63,6 +64,14 @@ class Job:
     #: read tuning (Store.tune_reads): readahead advice and reads in flight per reader
     advice: str = "default"
     io_depth: int = 1
+    #: object storage (issue 24): the network in front of the server (round trip, link; 0 =
+    #: unlimited), requests each reader keeps in flight, and where the objects are ("" =
+    #: the S3 command's server, from the environment)
+    latency_ms: float = 0.0
+    bandwidth_mbps: float = 0.0
+    requests_in_flight: int = 1
+    s3_endpoint: str = ""
+    s3_bucket: str = "imgbench"
     #: encoded data (payload: encoded): the decoder of the timed read+decode
     decoder: str = "simplejpeg"
     #: the code it ran: git HEAD of the checkout the workflow was parsed in ("unknown"

@@ -17,6 +17,8 @@ from imgbench.experiments.builds import build_store, build_writers
 from imgbench.experiments.capped import read_capped
 from imgbench.experiments.epochs import read_epoch, train
 from imgbench.experiments.reads import read_many
+from imgbench.experiments.s3 import s3_epoch, s3_read_many, s3_train, s3_upload
+from imgbench.experiments.s3_limits import s3_probe
 from imgbench.experiments.single import read_one, write_one
 
 #: experiment name (a rule's ``params.experiment``) -> the function that runs it
@@ -31,5 +33,10 @@ EXPERIMENTS: dict[str, Callable[[Job], dict[str, Any]]] = {
         read_epoch,
         read_capped,
         train,
+        s3_upload,
+        s3_read_many,
+        s3_epoch,
+        s3_train,
+        s3_probe,
     )
 }

@@ -166,12 +166,16 @@ class CodeHasher:
             out.add(mod if mod in self.files else f"{self.package}.stores.{mod}")
         return sorted(out)
 
-    def experiment_hash(self, experiment: str, fmt: str) -> str:
-        """Code hash of one timed job: its experiment family, its own format's module, and
-        the glue that builds its Job (its defaults are part of what is measured; alone: it
-        imports the experiments package, which imports every family)."""
+    def experiment_hash(self, experiment: str, fmt: str | None) -> str:
+        """Code hash of one timed job: its experiment family, its own format's module (and,
+        for an object-storage job, the format's S3 reader; none for the probe), and the glue
+        that builds its Job (its defaults are part of what is measured; alone: it imports
+        the experiments package, which imports every family)."""
         glue = (f"{self.package}.pipeline.snake",)
-        return self.hash(self.experiments[experiment], *self.format_modules(fmt), alone=glue)
+        mods = self.format_modules(fmt) if fmt else []
+        if fmt and experiment.startswith("s3_") and stores.FORMATS[fmt].s3:
+            mods.append(f"{self.package}.stores.remote.{stores.FORMATS[fmt].s3.split(':')[0]}")
+        return self.hash(self.experiments[experiment], *mods, alone=glue)
 
     def step_hash(self, step: str) -> str:
         """Code hash of an untimed step ("package.module:function")."""

@@ -78,11 +78,15 @@ TABLES = {
     "writers": "results/tables/writers.csv",
     "capped": "results/tables/capped.csv",
     "payload": "results/tables/payload.csv",
+    "s3": "results/tables/s3.csv",
     "reproduction": "results/tables/reproduction.csv",
     "markdown": "results/tables/summary.md",
 }
 _EPOCH = "{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}.json"
 _CAPPED = "{data}/{mode}/{fmt}/{pattern}_r{readers}_{kind}_{advice}_d{depth}.json"
+#: S3 jobs: the tuned store at s3_images, per network setting (round trip, bandwidth)
+_S3 = "results/timings/s3_{kind}/{data}/tuned/{fmt}/{n}/"
+_NET = "{lat:g}ms_{bw:g}mbps.json"
 
 
 class PlanError(BenchError):
@@ -275,6 +279,47 @@ class Plan:
             if Path(t).parts[4] == "tuned" and stores.parallel_writes(Path(t).parent.name)
         ]
 
+    @property
+    def s3_data(self) -> str:
+        """The data set read from S3: the smallest image size (the article's, for CIFAR)."""
+        return next(iter(self.pixel_datasets))
+
+    def _s3(self, kind: str, name: str, fmts: list[str] | None = None, **axes: Any) -> list[str]:
+        c = self.config
+        nets = {"lat": c["s3_latency_ms"], "bw": c["s3_bandwidth_mbps"]}
+        every = {**axes, **nets}
+        return [
+            (_S3 + name + _NET).format(
+                kind=kind, data=self.s3_data, fmt=f, n=c["s3_images"],
+                **dict(zip(every, values, strict=True)),
+            )
+            for f in (c["s3_formats"] if fmts is None else fmts)
+            for values in itertools.product(*every.values())
+        ]  # fmt: skip
+
+    @cached_property
+    def s3(self) -> dict[str, list[str]]:
+        """Object storage (issue 24): uploads, full reads, shuffled epochs (per readers and
+        requests in flight), streamed epochs where a format streams shards, training, and
+        the probe of the store's limits, at every round trip and bandwidth."""
+        c = self.config
+        if not c["s3_formats"]:
+            return {k: [] for k in ("upload", "read", "epochs", "training", "probes")}
+        most = {"readers": [max(c["s3_readers"])], "rif": [max(c["s3_requests_in_flight"])]}
+        streams = [f for f in c["s3_formats"] if stores.streams(f)]
+        nets = itertools.product(c["s3_latency_ms"], c["s3_bandwidth_mbps"])
+        return {
+            "upload": self._s3("upload", ""),
+            "read": self._s3("read_many", ""),
+            "epochs": self._s3("epoch", "shuffled_r{readers}_q{rif}_",
+                               readers=c["s3_readers"], rif=c["s3_requests_in_flight"])
+            + self._s3("epoch", "buffered_r{readers}_q1_", streams, readers=c["s3_readers"]),
+            "training": self._s3("train", "r{readers}_q{rif}_{compute:g}s_", **most,
+                                 compute=c["computation_time"]),
+            "probes": [f"results/timings/s3_probe/{lat:g}ms_{bw:g}mbps.json"
+                       for lat, bw in nets],
+        }  # fmt: skip
+
     @cached_property
     def claim_runs(self) -> list[str]:
         """The claim experiments run where their article-mode stores are built."""
@@ -296,6 +341,7 @@ class Plan:
             *(["sizes"] if len(self.pixel_datasets) > 1 else []),
             "answer",
             *(["capped"] if self.config["page_cache_cap"] else []),
+            *(["s3"] if self.config["s3_formats"] else []),
         ]
         return {n: f"results/figures/{n}.{self.config['figure_format']}" for n in names}
 
@@ -362,6 +408,17 @@ def check(config: dict[str, Any], source: str, combos: list[tuple[str, str]]) ->
         )
     if not combos:
         raise PlanError(f"config keys formats/modes: no format implements modes {config['modes']}")
+    no_s3 = [f for f in config["s3_formats"] if f not in stores.s3_formats()]
+    if no_s3:
+        raise PlanError(
+            f"config key s3_formats: {no_s3} have no object-storage reader; "
+            f"use some of {stores.s3_formats()}"
+        )
+    if config["s3_formats"] and config["s3_images"] not in config["cutoffs"]:
+        raise PlanError(
+            f"config key s3_images: {config['s3_images']} is not one of cutoffs "
+            f"{config['cutoffs']}; pick a cutoff (its tuned store is uploaded)"
+        )
 
 
 def make_plan(config: dict[str, Any], folder_facts: FolderFacts | None = None) -> Plan:

@@ -41,8 +41,8 @@ def job(sm: Any) -> Job:
     store = sm.input.get("store") or sm.output.get("store") or p.get("store")
     commit, dirty = job_git_state()  # set by the main process (workflow/rules/common.smk)
     return Job(
-        fmt=w.fmt,
-        mode=w.mode,
+        fmt=w.get("fmt", p.get("fmt")),  # the S3 probe names no format: params say "probe"
+        mode=w.get("mode", p.get("mode")),
         n=int(w.get("n", p.get("n", 1))),
         data=w.get("data", "cifar32"),
         images=Path(sm.input.images),
@@ -70,9 +70,15 @@ def job(sm: Any) -> Job:
         au_batches=int(p.get("au_batches", 200)),
         prefetch=int(p.get("prefetch", 2)),
         cache_cap=float(p.get("page_cache_cap", 0.0)),
-        capped_warmup_s=float(p.get("capped_warmup_s", 5.0)),
-        capped_seconds=float(p.get("capped_seconds", 15.0)),
-        capped_windows=int(p.get("capped_windows", 3)),
+        # the time box: capped epochs' keys, or the S3 epochs' own (s3_warmup_s, ...)
+        capped_warmup_s=float(p.get("capped_warmup_s", p.get("s3_warmup_s", 5.0))),
+        capped_seconds=float(p.get("capped_seconds", p.get("s3_seconds", 15.0))),
+        capped_windows=int(p.get("capped_windows", p.get("s3_windows", 3))),
+        latency_ms=float(w.get("lat", 0.0)),
+        bandwidth_mbps=float(w.get("bw", 0.0)),
+        requests_in_flight=int(w.get("rif", p.get("requests_in_flight", 1))),
+        s3_endpoint=str(p.get("s3_endpoint", "")),
+        s3_bucket=str(p.get("s3_bucket", "imgbench")),
         advice=w.get("advice", "default"),
         io_depth=int(w.get("depth", 1)),
         decoder=p.get("decoder", "simplejpeg"),

@@ -35,7 +35,7 @@ TIE_WITHIN = 0.05
 #: the README block's markers
 START, END = "<!-- answer:start -->", "<!-- answer:end -->"
 #: the tables the jobs read (results/tables/<name>.csv)
-TABLES = ("summary", "disk", "access", "capped", "payload", "au")
+TABLES = ("summary", "disk", "access", "capped", "payload", "au", "s3")
 #: a share of the readers' wall time (or of the device's limit) that makes a row bound by it
 BOUND = 0.7
 LIMITS = {
@@ -133,6 +133,16 @@ def _capped(df: pd.DataFrame) -> pd.DataFrame:
     return _metric(_col(df, "images_per_s"), lo, hi, pd.Series(np.nan, index=df.index))
 
 
+def _s3(df: pd.DataFrame) -> pd.DataFrame:
+    """images/s of an S3 epoch (a staged one: one epoch counting its download)."""
+    ips = _col(df, "images_per_s")
+    staged = df["access"].eq("staged") if "access" in df.columns else False
+    v = ips.where(~staged, _col(df, "images_per_s_with_stage"))
+    scale = v / ips
+    lo, hi = _col(df, "images_per_s_min") * scale, _col(df, "images_per_s_max") * scale
+    return _metric(v, lo, hi, _col(df, "n_samples"))
+
+
 #: metric -> (rows -> value, lo, hi, samples; unit)
 METRICS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str]] = {
     "rate": (lambda df: _per_image_rate(df, "n_images"), "images/s"),
@@ -142,6 +152,7 @@ METRICS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str]] = {
     "disk": (_disk, "B"),
     "payload": (_payload, "images/s"),
     "au": (_au, "accelerators"),
+    "s3": (_s3, "images/s"),
 }
 
 
@@ -287,12 +298,21 @@ def _au_reason(row: pd.Series) -> str:
     return f"loader {t} images/s; {c} ms compute per batch of {b} images"
 
 
+def _s3_reason(row: pd.Series) -> str:
+    frac = float(row.get("limit_fraction", np.nan))
+    rpi = plain(float(row.get("requests_per_image", np.nan)), 3) or "?"
+    share = f"{plain(frac * 100, 2)} % of {row.get('limit')}" if math.isfinite(frac) else ""
+    staged = "download counted in one epoch; " if row.get("access") == "staged" else ""
+    return f"{row.get('access')} access; {staged}{rpi} requests per image; {share}".rstrip("; ")
+
+
 REASONS: dict[str, Callable[[pd.Series], str]] = {
     "cpu": _cpu,
     "device": _device,
     "disk": _disk_reason,
     "payload": _payload_reason,
     "au": _au_reason,
+    "s3": _s3_reason,
 }
 
 
@@ -343,11 +363,26 @@ def _fam_rank(fam: str) -> int:
     return FAMILIES.index(fam) if fam in FAMILIES else len(FAMILIES)
 
 
+def s3_jobs(tables: Mapping[str, pd.DataFrame]) -> list[Job]:
+    """One row per round trip measured: epochs from object storage (claims stay local)."""
+    df = tables.get("s3")
+    if df is None or not len(df) or "latency_ms" not in df.columns:
+        return []
+    lats = sorted(set(df.loc[df["operation"] == "read_epoch", "latency_ms"].dropna()))
+    return [
+        Job(f"shuffled epochs from object storage, {plain(float(lat))} ms round trip", "s3",
+            "s3", True, {"operation": "read_epoch", "latency_ms": float(lat)},
+            best_of=("readers", "requests_in_flight", "pattern"), reason="s3")
+        for lat in lats
+    ]  # fmt: skip
+
+
 def answer_table(
     tables: Mapping[str, pd.DataFrame], data: str | None, jobs: list[Job] | None = None
 ) -> pd.DataFrame:
-    """Every job's row, in :data:`JOBS` order; jobs without rows say "not measured"."""
-    return pd.DataFrame([judge(j, tables, data) for j in jobs or JOBS])
+    """Every job's row, in :data:`JOBS` order then the object-storage rows; jobs without
+    rows say "not measured"."""
+    return pd.DataFrame([judge(j, tables, data) for j in jobs or [*JOBS, *s3_jobs(tables)]])
 
 
 def answer_bars(
@@ -355,7 +390,7 @@ def answer_bars(
 ) -> pd.DataFrame:
     """The figure's data: one row per job and format (its best setting), value and range."""
     parts = []
-    for j in jobs or JOBS:
+    for j in jobs or [*JOBS, *s3_jobs(tables)]:
         best = candidates(j, tables, data)
         if len(best):
             parts.append(best[["format", "family", "value", "lo", "hi", "unit"]]

@@ -14,6 +14,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from imgbench.core.atomic import atomic_path  # noqa: E402
 from imgbench.data.sizes import is_encoded, main_pixels, size_of  # noqa: E402
 from imgbench.report.answer import JOBS, answer_bars, load_tables, main_data  # noqa: E402
+from imgbench.report.s3 import s3_figure  # noqa: E402
 from imgbench.stores import FORMATS  # noqa: E402  (the registry: plain data, no format library)
 
 MODES = ["article", "tuned"]
@@ -352,6 +353,7 @@ def write_figures(
         "sizes": lambda: _sizes(all_s, all_disk),
         "answer": lambda: _answer(_bars(summary_csv)),
         "capped": lambda: _capped_bars(_bars(summary_csv, EPOCH_JOBS)),
+        "s3": lambda: s3_figure(pd.read_csv(Path(summary_csv).parent / "s3.csv")),
     }
     for name, path in outputs.items():
         fig = makers[name]()

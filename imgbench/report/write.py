@@ -18,6 +18,7 @@ from imgbench.report.claims import claims_markdown, claims_table
 from imgbench.report.epoch_tables import access_table, au_table, writers_table
 from imgbench.report.load import load, provenance_note, read_results
 from imgbench.report.reproduction import reproduction_markdown, reproduction_table
+from imgbench.report.s3 import probe_table, s3_md, s3_table
 from imgbench.report.select import DIMENSIONS
 from imgbench.report.summary import (
     access_md,
@@ -66,6 +67,8 @@ def write_tables(
     training: list[Path],
     writer_builds: list[Path] = (),
     capped_runs: list[Path] = (),
+    s3_runs: list[Path] = (),
+    s3_probes: list[Path] = (),
     device: Path | None = None,
     **outputs: Path,
 ) -> None:
@@ -91,6 +94,8 @@ def write_tables(
         [r for r in load(writer_builds) if r["operation"] == Op.WRITE_MANY]
     )
     extras["capped"] = capped_table(load(capped_runs), device)  # the claims' capped parts
+    s3 = s3_table(load(s3_runs), read_results(s3_probes))
+    probes = probe_table(read_results(s3_probes))
     claims = claims_table(summary, dsk, extras)
     repro = reproduction_table(summary, dsk, extras)
     frames = {
@@ -105,6 +110,7 @@ def write_tables(
         "writers": extras["writers"],
         "capped": extras["capped"],
         "payload": payload,
+        "s3": s3,
     }
     for name, df in frames.items():
         add_family(df)
@@ -116,12 +122,13 @@ def write_tables(
             markdown_summary(summary, dsk, art, main),
             *provenance_md(provenance_note(timed)),
             *which_format(
-                summary, dsk, access, main, capped=frames["capped"], payload=payload, au=au
+                summary, dsk, access, main, capped=frames["capped"], payload=payload, au=au, s3=s3
             ),
             *access_md(access),
             *au_md(au),
             *writers_md(extras["writers"]),
             *capped_md(frames["capped"]),
+            *s3_md(s3, probes),
             *sizes_md(summary, dsk),
             *payload_md(payload, ",".join(sorted(decoders))),
             *spread_note(summary),

@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -32,9 +34,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from imgbench.core.errors import StoreError
 from imgbench.stores.s3 import DURABILITY, Proxy, S3Client, SeaweedServer
 
-__all__ = ["prepare", "probe", "proxy_overhead", "remove"]
+__all__ = ["one_get_ms", "prepare", "probe", "proxy_overhead", "remove", "small_rate_procs"]
 
 DEPTHS = (1, 64)
 SMALL = "probe/small/"
@@ -73,6 +76,51 @@ def small_rate(client: S3Client, depth: int, seconds: float, n_small: int, size:
     with ThreadPoolExecutor(depth) as pool:
         list(pool.map(worker, range(depth)))
     return sum(done) / (time.perf_counter() - start)
+
+
+def small_rate_procs(
+    client: S3Client, procs: int, depth: int, seconds: float, n_small: int, size: int
+) -> float:
+    """Small-object GETs per second from ``procs`` forked processes with ``depth`` requests
+    in flight each (as ``procs`` data-loader readers would): the sum of their rates, over
+    windows that start together."""
+    if procs <= 1:
+        return small_rate(client, depth, seconds, n_small, size)
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.SimpleQueue()
+    start = ctx.Barrier(procs)
+
+    def child() -> None:
+        try:
+            start.wait(30)  # connections open inside small_rate, in each child
+            results.put(small_rate(client.with_endpoint(client.endpoint), depth, seconds,
+                                   n_small, size))  # fmt: skip
+        except BaseException as exc:
+            results.put(f"{type(exc).__name__}: {exc}")
+        finally:
+            os._exit(0)
+
+    kids = [ctx.Process(target=child) for _ in range(procs)]
+    for k in kids:
+        k.start()
+    rates = [results.get() for _ in kids]
+    for k in kids:
+        k.join()
+    bad = [r for r in rates if isinstance(r, str)]
+    if bad:
+        raise StoreError(f"probe of {client.uri()}: a reader process failed: {bad[0]}")
+    return float(sum(rates))
+
+
+def one_get_ms(client: S3Client, size: int, n: int = 20) -> float:
+    """The median time of one small GET, one after another (the round trip a request pays)."""
+    client.get(f"{SMALL}0", size)
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        client.get(f"{SMALL}{i}", size)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
 
 
 def large_bandwidth(client: S3Client, seconds: float, size: int) -> float:

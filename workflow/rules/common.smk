@@ -49,7 +49,7 @@ envvars:
 
 def experiment(name):
     """Params naming a timed experiment, with the code hash of its family and format."""
-    code = lambda w: CODE.experiment_hash(name, w.fmt)
+    code = lambda w: CODE.experiment_hash(name, w.get("fmt"))
     return {"experiment": name, "code_hash": code}
 
 

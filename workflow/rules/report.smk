@@ -59,6 +59,8 @@ rule tables:
         training=PLAN.training,
         writer_builds=PLAN.writers,
         capped_runs=PLAN.capped,
+        s3_runs=[t for k in ("upload", "read", "epochs", "training") for t in PLAN.s3[k]],
+        s3_probes=PLAN.s3["probes"],
         device=rules.device.output.device,
     output:
         **{

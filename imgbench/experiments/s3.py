@@ -1,0 +1,340 @@
+"""The experiments over object storage (issue 24): upload, full read, shuffled (and streamed)
+epochs, training with accelerator utilisation, and the object store's own limits.
+
+Every job talks to the S3 server through its own delaying, rate-limiting proxy
+(:class:`imgbench.stores.s3.Proxy`) at the job's ``latency_ms`` round trip and
+``bandwidth_mbps`` link, which also counts the requests and bytes the readers sent and got:
+rows carry requests and bytes per image. The server is the one the run's S3 command started
+(``python -m imgbench.pipeline.s3run``: ``IMGBENCH_S3_ENDPOINT`` and the AWS variables in
+the environment) or any endpoint named by ``s3_endpoint``. Credentials come from the
+environment and are never written to a result, a log or the provenance.
+
+A store's objects live under ``<data>/<format>/<n>/<latency>ms_<bandwidth>mbps/``: each
+network setting has its own upload (its time is a result) and its own copy. Shuffled epochs
+are time-boxed like the capped ones (:mod:`imgbench.experiments.capped`): one seeded
+permutation, a warm-up window, then a timed window in parts whose rates give the spread;
+images/s counts only completed batches, each verified against the source afterwards,
+untimed. The streamed epoch (tar's ``buffered`` order) reads whole shards, whole epochs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgbench.core.errors import StoreError
+from imgbench.core.job import Job
+from imgbench.core.names import Cache, Op
+from imgbench.data.cifar import load_source
+from imgbench.experiments import access
+from imgbench.measure import cache, verify
+from imgbench.measure.results import Result
+from imgbench.stores import get_store, remote_class
+from imgbench.stores.remote.base import RemoteStore
+from imgbench.stores.s3 import DURABILITY, Credentials, Proxy, S3Client, S3Target
+
+log = logging.getLogger(__name__)
+
+#: set by the S3 command (imgbench.pipeline.s3run) for the server it started
+ENV_ENDPOINT = "IMGBENCH_S3_ENDPOINT"
+POLL_S = 0.02
+
+
+def endpoint(job: Job) -> str:
+    """The server's address: ``s3_endpoint`` if set, else the S3 command's server."""
+    url = job.s3_endpoint or os.environ.get(ENV_ENDPOINT, "")
+    if not url:
+        raise StoreError(
+            "no S3 server for the S3 experiments: run them through "
+            "`python -m imgbench.pipeline.s3run snakemake ...` (it starts SeaweedFS) "
+            "or set s3_endpoint to a reachable server"
+        )
+    return url
+
+
+def server_kind(job: Job) -> str:
+    """What the rows were measured against (never the address's credentials)."""
+    return "external endpoint" if job.s3_endpoint else "SeaweedFS on loopback"
+
+
+def prefix(job: Job) -> str:
+    """The key prefix of this job's store copy (one per network setting)."""
+    return f"{job.data}/{job.fmt}/{job.n}/{job.latency_ms:g}ms_{job.bandwidth_mbps:g}mbps"
+
+
+@contextlib.contextmanager
+def network(job: Job) -> Iterator[tuple[Proxy, S3Target]]:
+    """The job's proxy (its round trip and link) in front of the server, and the target."""
+    with Proxy(endpoint(job), job.latency_ms, job.bandwidth_mbps) as proxy:
+        target = S3Target(proxy.endpoint, job.s3_bucket, prefix(job), Credentials.from_env())
+        yield proxy, target
+
+
+def s3_row(job: Job, op: str, access_kind: str) -> Result:
+    res = Result.for_job(job, op)
+    res.extra.update(
+        storage="s3",
+        latency_ms=job.latency_ms,
+        bandwidth_mbps=job.bandwidth_mbps,
+        requests_in_flight=job.requests_in_flight,
+        access=access_kind,
+        server=server_kind(job),
+        durability=DURABILITY if not job.s3_endpoint else "as the endpoint acknowledges",
+        cores=len(os.sched_getaffinity(0)),
+    )
+    return res
+
+
+def _counted(res: Result, before: dict[str, int], after: dict[str, int], images: int) -> None:
+    """Requests and bytes the proxy saw between two readings, per image."""
+    requests = after["requests"] - before["requests"]
+    down = after["bytes_down"] - before["bytes_down"]
+    res.extra.update(
+        requests=requests,
+        bytes_down=down,
+        connections=after["connections"] - before["connections"],
+        requests_per_image=requests / images if images else None,
+        bytes_per_image=down / images if images else None,
+    )
+
+
+def _remote(job: Job, target: S3Target, stage: Path | None) -> RemoteStore:
+    local = get_store(job.fmt, job.mode, job.options)
+    shape = np.load(job.images, mmap_mode="r").shape[1:]
+    cls = remote_class(job.fmt)
+    return cls(target, local, job.n, shape, job.requests_in_flight, stage_dir=stage)
+
+
+def s3_upload(job: Job) -> dict[str, Any]:
+    """Upload the tuned local store file by file (as ``aws s3 sync`` does), each PUT until
+    acknowledged; the objects are then listed and checked against the files, untimed."""
+    res = s3_row(job, Op.WRITE_MANY, "object")
+    res.cache = str(Cache.NONE)
+    files = sorted(p for p in job.store.rglob("*") if p.is_file())
+    local = {f.relative_to(job.store).as_posix(): f.stat().st_size for f in files}
+    with network(job) as (proxy, target):
+        client = target.client()
+        client.create_bucket()
+        stale = client.list(target.prefix + "/")
+        for key in stale:  # a rerun starts from an empty prefix (untimed)
+            client.delete(key)
+        t0 = time.perf_counter()
+        sent = client.upload_tree(job.store, target.prefix, threads=job.requests_in_flight)
+        seconds = time.perf_counter() - t0
+        listed = client.list(target.prefix + "/")
+    want = {target.key(k): v for k, v in local.items()}
+    if listed != want or sent != want:
+        missing = sorted(set(want) - set(listed))[:3]
+        raise StoreError(
+            f"upload of {job.store} to {target.url()}: {len(listed)} objects listed, "
+            f"{len(want)} files (first missing: {missing}); rerun the upload"
+        )
+    res.verified = True
+    res.samples = [seconds]
+    total = sum(local.values())
+    res.extra.update(
+        objects=len(local),
+        store_bytes=total,
+        upload_mb_s=total / seconds / 1e6,
+        objects_per_s=len(local) / seconds,
+        prefix=target.prefix,
+    )
+    return res.save(job.result)
+
+
+def _staged(res: Result, remote: RemoteStore) -> float:
+    """Download a staged store (timed, counted in the row); its seconds."""
+    t0 = time.perf_counter()
+    info = remote.stage() or {}
+    seconds = time.perf_counter() - t0
+    res.extra.update(stage_s=seconds, **{k: v for k, v in info.items() if k != "stage_s"})
+    return seconds
+
+
+def s3_read_many(job: Job) -> dict[str, Any]:
+    """Every image in store order, one reader with ``requests_in_flight`` requests, as the
+    format reads a whole store from S3; a staged store's download is inside the time."""
+    src_images, src_labels = load_source(job.images, job.labels, job.n)
+    cls = remote_class(job.fmt)
+    res = s3_row(job, Op.READ_MANY, cls.full_access or cls.access)
+    res.cache = str(Cache.NONE)
+    with network(job) as (proxy, target), tempfile.TemporaryDirectory(dir=job.result.parent) as t:
+        c0 = proxy.stats()
+        for repeat in range(job.repeats):
+            stage = Path(t) / f"stage{repeat}"
+            remote = _remote(job, target, stage)
+            t0 = time.perf_counter()
+            staged = _staged(res, remote) if remote.access == "staged" else 0.0
+            images, labels = remote.read_all()
+            res.samples.append(time.perf_counter() - t0)
+            res.extra.setdefault("stage_samples", []).append(staged)
+            verify.against_source(job.what, (images, labels), src_images, src_labels)
+            del images, labels
+        c1 = proxy.stats()
+    res.verified = True
+    _counted(res, c0, c1, job.n * job.repeats)
+    res.extra["images_per_s"] = job.n / float(np.median(res.samples))
+    return res.save(job.result)
+
+
+def _wait(until: float, out: access.Epoch) -> bool:
+    while time.perf_counter() < until:
+        if np.isfinite(out.done_at).all():
+            return True
+        time.sleep(POLL_S)
+    return bool(np.isfinite(out.done_at).all())
+
+
+def _time_box(
+    job: Job, remote: RemoteStore, parts: list[np.ndarray], out: access.Epoch, proxy: Proxy
+) -> tuple[list[float], dict[str, int], dict[str, int], str]:
+    """Run the epoch for a warm-up and a timed window in parts; the ticks, the proxy's counts
+    at the window's ends, and how the epoch ended ("" = still running at the end)."""
+    t0 = time.perf_counter()
+    c0 = proxy.stats()
+    with access.epoch_in_background(remote, remote.target.url(), parts, job.readers,
+                                    job.reader_kind, out):  # fmt: skip
+        ended = "warmup" if _wait(t0 + job.capped_warmup_s, out) else ""
+        if ended:
+            ticks, c_start = [t0, t0], c0
+        else:
+            ticks, c_start = [time.perf_counter()], proxy.stats()
+            for k in range(1, job.capped_windows + 1):
+                done = _wait(ticks[0] + job.capped_seconds * k / job.capped_windows, out)
+                ticks.append(time.perf_counter())
+                if done:
+                    ended = "window"
+                    break
+        c_end = proxy.stats()
+        out.stop[0] = 1
+    if ended:  # the window ends with the epoch's last batch, not at the poll
+        last = float(np.nanmax(out.done_at))
+        if last <= ticks[0]:
+            ended, ticks, c_start = "warmup", [t0, t0], c0
+        ticks[-1] = last
+    return ticks, c_start, c_end, ended
+
+
+def s3_epoch(job: Job) -> dict[str, Any]:
+    """One shuffled epoch, time-boxed (``buffered``: whole streamed epochs, tar only)."""
+    src_images, src_labels = load_source(job.images, job.labels, job.n)
+    if job.pattern == "buffered":
+        return _stream(job, src_images, src_labels)
+    cls = remote_class(job.fmt)
+    res = s3_row(job, Op.READ_EPOCH, cls.access)
+    res.cache = str(Cache.NONE)
+    res.extra.update(pattern=job.pattern, readers=job.readers, reader_kind=job.reader_kind,
+                     batch_size=job.batch_size, seed=job.seed, warmup_s=job.capped_warmup_s,
+                     window_s=job.capped_seconds, windows=job.capped_windows)  # fmt: skip
+    order = access.epoch_order(job.pattern, job.n, job.seed, 0, job.random_samples)
+    parts = access.batches(order, job.pattern, job.batch_size)
+    sizes = np.array([len(p) for p in parts])
+    out = access.Epoch(len(order), src_images.shape[1:], src_labels.dtype, len(parts))
+    with network(job) as (proxy, target), tempfile.TemporaryDirectory(dir=job.result.parent) as t:
+        remote = _remote(job, target, Path(t) / "stage")
+        if remote.access == "staged":  # the readers train from the downloaded copy
+            _staged(res, remote)
+            res.extra["stage_resident"] = cache.resident_fraction(cache.store_files(Path(t)))
+        ticks, c_start, c_end, ended = _time_box(job, remote, parts, out, proxy)
+
+    done = np.isfinite(out.done_at)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    positions = np.array(
+        [i for s, k in zip(starts[done], sizes[done], strict=True) for i in range(s, s + k)],
+        dtype=np.int64,
+    )
+    verify.against_indices(job.what, (out.images[positions], out.labels[positions]),
+                           src_images, src_labels, order[positions])  # fmt: skip
+    res.verified = True
+    in_window = [
+        int(sizes[(out.done_at > a) & (out.done_at <= b)].sum())
+        for a, b in zip(ticks[:-1], ticks[1:], strict=True)
+    ]
+    seconds, images = ticks[-1] - ticks[0], sum(in_window)
+    res.samples = [
+        len(order) * (b - a) / k for a, b, k in zip(ticks[:-1], ticks[1:], strict=True) if k
+    ]
+    _counted(res, c_start, c_end, images)
+    ips = images / seconds if images and seconds > 0 else None
+    res.extra.update(images_per_s=ips, window_images=images, window_seconds=seconds,
+                     window_parts=in_window, epoch_ended=ended or None,
+                     epoch_fraction=float(sizes[done].sum()) / len(order))  # fmt: skip
+    if ips and "stage_s" in res.extra:  # one epoch counting the download before it
+        res.extra["images_per_s_with_stage"] = job.n / (res.extra["stage_s"] + job.n / ips)
+    if not images:
+        res.extra["not_measured"] = f"no batch of {job.batch_size} completed in {seconds:.1f} s"
+    return res.save(job.result)
+
+
+def _stream(job: Job, src_images: np.ndarray, src_labels: np.ndarray) -> dict[str, Any]:
+    """WebDataset's streamed epoch from S3: each reader streams whole shard objects through
+    its shuffle buffer; ``repeats`` whole epochs, each verified as a permutation."""
+    res = s3_row(job, Op.READ_EPOCH, "stream")
+    res.cache = str(Cache.NONE)
+    res.extra.update(pattern=job.pattern, readers=job.readers, reader_kind=job.reader_kind,
+                     batch_size=job.batch_size, seed=job.seed,
+                     shuffle_buffer=job.shuffle_buffer)  # fmt: skip
+    with network(job) as (proxy, target):
+        remote = _remote(job, target, None)
+        sizes = remote.shard_sizes(target.url())  # type: ignore[attr-defined]
+        c0 = proxy.stats()
+        for repeat in range(job.repeats):
+            nb = -(-job.n // job.batch_size) + job.readers
+            out = access.Epoch(job.n, src_images.shape[1:], src_labels.dtype, nb)
+            t0 = time.perf_counter()
+            access.run_stream(remote, target.url(), sizes, job.readers, job.reader_kind, out,
+                              job.shuffle_buffer, job.seed, repeat, job.batch_size)  # fmt: skip
+            res.samples.append(time.perf_counter() - t0)
+            verify.is_permutation(job.what, out.index, job.n)
+            verify.against_indices(job.what, (out.images, out.labels), src_images, src_labels,
+                                   out.index)  # fmt: skip
+        c1 = proxy.stats()
+    res.verified = True
+    _counted(res, c0, c1, job.n * job.repeats)
+    res.extra.update(images_per_s=job.n / float(np.median(res.samples)), shards=len(sizes))
+    return res.save(job.result)
+
+
+def s3_train(job: Job) -> dict[str, Any]:
+    """Training from S3: a simulated accelerator (``computation_time`` per batch) consumes
+    shuffled batches that the readers prefetch; accelerator utilisation as MLPerf Storage
+    defines it, over at most one epoch; every image verified."""
+    src_images, src_labels = load_source(job.images, job.labels, job.n)
+    cls = remote_class(job.fmt)
+    res = s3_row(job, Op.TRAIN, cls.access)
+    res.cache = str(Cache.NONE)
+    order = access.epoch_order("shuffled", job.n, job.seed, 0, job.random_samples)
+    parts = access.batches(order, "shuffled", job.batch_size)[: job.au_batches]
+    n = sum(len(p) for p in parts)
+    out = access.Epoch(n, src_images.shape[1:], src_labels.dtype, len(parts))
+    with network(job) as (proxy, target), tempfile.TemporaryDirectory(dir=job.result.parent) as t:
+        remote = _remote(job, target, Path(t) / "stage")
+        if remote.access == "staged":
+            _staged(res, remote)
+        c0 = proxy.stats()
+        t0 = time.perf_counter()
+        au = access.run_training(remote, target.url(), parts, job.readers, job.reader_kind,
+                                 out, job.computation_time, job.prefetch)  # fmt: skip
+        res.samples = [time.perf_counter() - t0]
+        c1 = proxy.stats()
+    verify.against_indices(job.what, (out.images, out.labels), src_images, src_labels, order[:n])
+    res.verified = True
+    _counted(res, c0, c1, n)
+    res.extra.update(au_samples=[au["au"]], au=au["au"], stall_s=au["stall_s"],
+                     compute_s=au["compute_s"], batches=len(parts), readers=job.readers,
+                     computation_time=job.computation_time,
+                     images_per_s=n / res.samples[0])  # fmt: skip
+    return res.save(job.result)
+
+
+def direct_client(job: Job) -> S3Client:
+    """A client straight to the server (no proxy): the probe's reference."""
+    return S3Client(endpoint(job), job.s3_bucket, Credentials.from_env())

@@ -1,0 +1,260 @@
+"""Object storage's table (s3.csv), its summary section and its figure (issue 24).
+
+Every S3 row is put beside the object store's own limit at the same round trip and
+bandwidth, probed in the same run (:mod:`imgbench.experiments.s3_limits`):
+
+* ``object`` and ``range`` rows (one GET per image or per range): images/s over the small-
+  object GET rate at the same readers x requests in flight; with one request per image, 1.0
+  is the most a format can reach; ``requests_per_image`` says how many GETs an image cost;
+* ``stream`` rows (whole shards): images/s over the large-object bandwidth expressed as
+  images/s (MB/s / stored bytes per image);
+* ``staged`` rows: the download's MB/s over the large-object bandwidth; the epoch after it is
+  a local read (``images_per_s_with_stage`` counts the download in one epoch).
+
+Uploads are not probed (no PUT limit): their rows carry MB/s and objects/s only.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from imgbench.report.load import provenance
+
+#: the table's columns, in order (extra keys of the results are left out)
+COLUMNS = [
+    "data", "format", "mode", "operation", "storage", "latency_ms", "bandwidth_mbps",
+    "readers", "requests_in_flight", "access", "pattern", "n_images", "images_per_s",
+    "images_per_s_min", "images_per_s_max", "n_samples", "requests_per_image",
+    "bytes_per_image", "limit", "limit_value", "limit_fraction", "stage_s",
+    "images_per_s_with_stage", "upload_s", "upload_mb_s", "objects", "store_bytes", "au",
+    "computation_time", "epoch_ended", "not_measured", "verified", "cpu_user_s", "cpu_sys_s",
+    "server", "durability", "commit", "dirty",
+]  # fmt: skip
+
+
+def _rates(r: dict) -> tuple[float | None, float | None, float | None]:
+    """images/s and its range: the median over the samples (seconds for n images)."""
+    x = r.get("extra", {})
+    n = r["n_images"]
+    if r["operation"] == "train":  # its sample is one run of au_batches batches
+        return x.get("images_per_s"), None, None
+    samples = [s for s in r.get("samples") or [] if s and s > 0]
+    if not samples:
+        return x.get("images_per_s"), None, None
+    rates = [n / s for s in samples]
+    return x.get("images_per_s") or float(np.median(rates)), min(rates), max(rates)
+
+
+def _net(r: dict) -> tuple[float, float]:
+    x = r["extra"]
+    return float(x["latency_ms"]), float(x["bandwidth_mbps"])
+
+
+def _limit(row: dict, probe: dict | None, store_bytes: float | None) -> None:
+    """The matching limit of one row, in place (limit, limit_value, limit_fraction)."""
+    if probe is None or row["operation"] == "write_many":
+        row["limit"] = "not probed" if probe is None else "no PUT limit probed"
+        return
+    x = probe["extra"]
+    ips = row.get("images_per_s")
+    if row["access"] in ("object", "range") and row["operation"] != "train":
+        key = f"r{int(row.get('readers') or 1)}_q{int(row['requests_in_flight'])}"
+        rate = x["small_get_per_s"].get(key)
+        row["limit"] = f"small-object GETs/s at {key.replace('_', ' x ')}"
+        row["limit_value"] = rate
+        row["limit_fraction"] = ips / rate if ips and rate else None
+    elif row["access"] == "stream" and store_bytes:
+        per_image = store_bytes / row["n_images"]
+        cap = x["large_get_mb_s"] * 1e6 / per_image
+        row["limit"] = "large-object bandwidth, as images/s"
+        row["limit_value"] = cap
+        row["limit_fraction"] = ips / cap if ips else None
+    elif row["access"] == "staged" and row.get("stage_s") and store_bytes:
+        mb_s = store_bytes / row["stage_s"] / 1e6
+        row["limit"] = "large-object bandwidth (the download)"
+        row["limit_value"] = x["large_get_mb_s"]
+        row["limit_fraction"] = mb_s / x["large_get_mb_s"]
+
+
+def s3_table(results: list[dict], probes: list[dict]) -> pd.DataFrame:
+    """One row per S3 result, beside the probe's matching limit."""
+    by_net = {_net(p): p for p in probes}
+    uploads = {
+        (r["format"], *_net(r)): r["extra"].get("store_bytes")
+        for r in results
+        if r["operation"] == "write_many"
+    }
+    rows = []
+    for r in results:
+        x = r.get("extra", {})
+        ips, lo, hi = _rates(r)
+        if r["operation"] == "write_many":
+            ips = lo = hi = None
+        row: dict[str, Any] = {
+            **{k: r.get(k) for k in ("data", "format", "mode", "operation", "n_images")},
+            **{k: x.get(k) for k in COLUMNS if k in x},
+            "images_per_s": ips,
+            "images_per_s_min": lo,
+            "images_per_s_max": hi,
+            "n_samples": len(r.get("samples") or []),
+            "verified": r.get("verified"),
+            "cpu_user_s": float(np.median(r["cpu_user_s"])) if r.get("cpu_user_s") else None,
+            "cpu_sys_s": float(np.median(r["cpu_sys_s"])) if r.get("cpu_sys_s") else None,
+            **provenance(r),
+        }
+        if r["operation"] == "write_many":
+            row["upload_s"] = (r.get("samples") or [None])[0]
+        if r["operation"] == "train":
+            row["computation_time"] = x.get("computation_time")
+        lat, bw = _net(r)
+        _limit(row, by_net.get((lat, bw)), uploads.get((r["format"], lat, bw)))
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.sort_values(
+        ["latency_ms", "operation", "format", "readers", "requests_in_flight"],
+        kind="stable",
+        ignore_index=True,
+    )
+
+
+def probe_table(probes: list[dict]) -> pd.DataFrame:
+    """The limits per network setting, and the proxy's own cost beside going direct."""
+    rows = []
+    for p in probes:
+        x = p["extra"]
+        lat, bw = _net(p)
+        rows.append(
+            {
+                "path": "proxy",
+                "latency_ms": lat,
+                "bandwidth_mbps": bw,
+                **{f"small_get_per_s_{k}": v for k, v in x["small_get_per_s"].items()},
+                "large_get_mb_s": x["large_get_mb_s"],
+                "one_get_ms": x["one_get_ms"],
+            }
+        )
+        for o in x.get("proxy_overhead", []):
+            rows.append({**o, "measured_with": f"{lat:g} ms probe"})
+    return pd.DataFrame(rows)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    if isinstance(v, float | int | np.floating | np.integer):
+        return f"{float(v):,.{digits}g}" if abs(float(v)) < 1000 else f"{float(v):,.0f}"
+    return str(v)
+
+
+def s3_md(table: pd.DataFrame, probes: pd.DataFrame) -> list[str]:
+    """summary.md's section: per format and latency, upload, full read, and the best
+    shuffled epoch with 1 and 2 readers, each as a fraction of its limit."""
+    if not len(table):
+        return []
+    out = [
+        "## Object storage (S3)",
+        "",
+        "Tuned stores uploaded to the run's S3 server and read back through a proxy with "
+        "the stated round trip and bandwidth. Fraction = images/s over the probe's "
+        "matching limit in the same run (small-object GETs/s at the same readers x "
+        "requests in flight; large-object bandwidth for streamed and staged reads).",
+        "",
+    ]
+    lines = [
+        "| format | latency | upload s | full read img/s (fraction) | epoch 1 reader "
+        "img/s @ rif (fraction, req/img) | epoch 2 readers | access |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (fmt, lat), g in table.groupby(["format", "latency_ms"], sort=True):
+        up = g[g["operation"] == "write_many"]
+        full = g[g["operation"] == "read_many"]
+        ep = g[(g["operation"] == "read_epoch") & (g["pattern"] == "shuffled")]
+
+        def best(r: int, ep: pd.DataFrame = ep) -> str:
+            e = ep[ep["readers"] == r].dropna(subset=["images_per_s"])
+            if not len(e):
+                return ""
+            b = e.loc[e["images_per_s"].idxmax()]
+            return (
+                f"{_fmt(b['images_per_s'])} @ {int(b['requests_in_flight'])} "
+                f"({_fmt(b['limit_fraction'], 2)}, {_fmt(b['requests_per_image'], 2)})"
+            )
+
+        fr = full.iloc[0] if len(full) else None
+        read = f"{_fmt(fr['images_per_s'])} ({_fmt(fr['limit_fraction'], 2)})" if len(full) else ""
+        upload = _fmt(up["upload_s"].iloc[0]) if len(up) else ""
+        access = ", ".join(sorted(set(g["access"].dropna())))
+        lines.append(
+            f"| {fmt} | {lat:g} ms | {upload} | {read} | {best(1)} | {best(2)} | {access} |"
+        )
+    out += lines + [""]
+    if len(probes):
+        out += ["Limits (probe, same run):", "", probes.to_markdown(index=False), ""]
+    return out
+
+
+def s3_figure(table: pd.DataFrame) -> Any:
+    """images/s against requests in flight per format, one panel per round trip (2 readers
+    solid, 1 reader dashed), log-log."""
+    import matplotlib.pyplot as plt
+
+    ep = table[(table["operation"] == "read_epoch") & (table["pattern"] == "shuffled")]
+    lats = sorted(ep["latency_ms"].dropna().unique()) or [0.0]
+    fig, axes = plt.subplots(1, len(lats), figsize=(5.5 * len(lats), 4.2), squeeze=False)
+    for ax, lat in zip(axes[0], lats, strict=True):
+        sel = ep[ep["latency_ms"] == lat].dropna(subset=["images_per_s"])
+        for (fmt, readers), g in sel.groupby(["format", "readers"]):
+            g = g.sort_values("requests_in_flight")
+            ax.plot(
+                g["requests_in_flight"],
+                g["images_per_s"],
+                "-o" if readers > 1 else "--",
+                label=f"{fmt} ({int(readers)}r)",
+            )
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="requests in flight per reader",
+            ylabel="images/s",
+            title=f"shuffled epochs from S3, {lat:g} ms round trip",
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def write_s3_report(
+    s3_runs: list[Path],
+    s3_probes: list[Path],
+    table: Path,
+    probes: Path,
+    markdown: Path,
+    figure: Path,
+) -> None:
+    """The S3 command's own report (rule s3_report): the table, the limits, the summary
+    section and the figure from the S3 jobs alone, without the local run's tables."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from imgbench.core.atomic import atomic_path
+    from imgbench.report.load import load, read_results
+
+    s3 = s3_table(load(s3_runs), read_results(s3_probes))
+    lim = probe_table(read_results(s3_probes))
+    for df, path in ((s3, table), (lim, probes)):
+        with atomic_path(Path(path)) as tmp:
+            df.to_csv(tmp, index=False)
+    with atomic_path(Path(markdown)) as tmp:
+        tmp.write_text("\n".join(s3_md(s3, lim)))
+    fig = s3_figure(s3)
+    with atomic_path(Path(figure)) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(figure).suffix.lstrip("."))
+    plt.close(fig)

@@ -1,0 +1,241 @@
+# Object storage (issue 24): the tuned store at s3_images uploaded to an S3 server and read
+# back through a delaying, rate-limiting proxy at each round trip and bandwidth. Every job
+# needs the server that `python -m imgbench.pipeline.s3run` starts (or s3_endpoint); with
+# s3_formats empty (the default) none of these rules is in the DAG.
+S3_PATH = "{data}/{mode}/{fmt}/{n}/"
+S3_NET = "{lat}ms_{bw}mbps"
+
+
+def s3_params():
+    """Where the objects are: the endpoint (if named), the bucket."""
+    return {"s3_endpoint": config["s3_endpoint"], "s3_bucket": config["s3_bucket"]}
+
+
+def s3_store(w):
+    """The tuned local store that is uploaded (built by build_store)."""
+    return f"results/stores/{w.data}/{w.mode}/{w.fmt}/{w.n}"
+
+
+def s3_upload_result(w):
+    return f"results/timings/s3_upload/{w.data}/{w.mode}/{w.fmt}/{w.n}/{w.lat}ms_{w.bw}mbps.json"
+
+
+def s3_name(w):
+    """How messages name the job's objects (never the endpoint's address)."""
+    return f"s3://{config['s3_bucket']}/{w.data}/{w.fmt}/{w.n}/{w.lat}ms_{w.bw}mbps"
+
+
+rule s3_probe:
+    input:
+        images=f"results/data/{PLAN.s3_data}/images.npy",
+        labels=f"results/data/{PLAN.s3_data}/labels.npy",
+    output:
+        result="results/timings/s3_probe/" + S3_NET + ".json",
+    log:
+        "results/logs/s3_probe/" + S3_NET + ".log",
+    benchmark:
+        "results/benchmarks/s3_probe/" + S3_NET + ".tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=TIMING_SLOTS,
+    params:
+        **experiment("s3_probe"),
+        **s3_params(),
+        fmt="probe",
+        mode="tuned",
+        store=lambda w: f"s3://{config['s3_bucket']}/probe",
+        repeats=1,
+        warmup=0,
+        options={
+            "readers": config["s3_readers"],
+            "depths": config["s3_requests_in_flight"],
+            "seconds": config["s3_probe_seconds"],
+            "small_bytes": 3072,
+        },
+        config_hash="s3_probe",
+    script:
+        "../scripts/step.py"
+
+
+rule s3_upload:
+    input:
+        store=s3_store,
+        images=rules.double.output.images,
+        labels=rules.double.output.labels,
+    output:
+        result="results/timings/s3_upload/" + S3_PATH + S3_NET + ".json",
+    log:
+        "results/logs/s3_upload/" + S3_PATH + S3_NET + ".log",
+    benchmark:
+        "results/benchmarks/s3_upload/" + S3_PATH + S3_NET + ".tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=TIMING_SLOTS,
+    params:
+        **experiment("s3_upload"),
+        **s3_params(),
+        repeats=1,
+        warmup=0,
+        options=store_options,
+        requests_in_flight=max(config["s3_requests_in_flight"]),
+        config_hash=measure_hash("build"),
+    script:
+        "../scripts/step.py"
+
+
+rule s3_read_many:
+    input:
+        upload=s3_upload_result,
+        images=rules.double.output.images,
+        labels=rules.double.output.labels,
+    output:
+        result="results/timings/s3_read_many/" + S3_PATH + S3_NET + ".json",
+    log:
+        "results/logs/s3_read_many/" + S3_PATH + S3_NET + ".log",
+    benchmark:
+        "results/benchmarks/s3_read_many/" + S3_PATH + S3_NET + ".tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=TIMING_SLOTS,
+    params:
+        **experiment("s3_read_many"),
+        **s3_params(),
+        store=s3_name,
+        repeats=config["s3_repeats"],
+        warmup=0,
+        options=store_options,
+        requests_in_flight=max(config["s3_requests_in_flight"]),
+        config_hash=measure_hash("read_warm"),
+    script:
+        "../scripts/step.py"
+
+
+rule s3_epoch:
+    input:
+        upload=s3_upload_result,
+        images=rules.double.output.images,
+        labels=rules.double.output.labels,
+    output:
+        result="results/timings/s3_epoch/"
+        + S3_PATH
+        + "{pattern}_r{readers}_q{rif}_"
+        + S3_NET
+        + ".json",
+    log:
+        "results/logs/s3_epoch/"
+        + S3_PATH
+        + "{pattern}_r{readers}_q{rif}_"
+        + S3_NET
+        + ".log",
+    benchmark:
+        "results/benchmarks/s3_epoch/"
+        + S3_PATH
+        + "{pattern}_r{readers}_q{rif}_"
+        + S3_NET
+        + ".tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=TIMING_SLOTS,
+    params:
+        **experiment("s3_epoch"),
+        **s3_params(),
+        store=s3_name,
+        repeats=config["s3_repeats"],
+        warmup=0,
+        options=store_options,
+        batch_size=config["batch_size"],
+        seed=config["seed"],
+        shuffle_buffer=config["shuffle_buffer"],
+        s3_warmup_s=config["s3_warmup_s"],
+        s3_seconds=config["s3_seconds"],
+        s3_windows=config["s3_windows"],
+        config_hash=measure_hash("epoch_warm"),
+    script:
+        "../scripts/step.py"
+
+
+rule s3_train:
+    input:
+        upload=s3_upload_result,
+        images=rules.double.output.images,
+        labels=rules.double.output.labels,
+    output:
+        result="results/timings/s3_train/"
+        + S3_PATH
+        + "r{readers}_q{rif}_{compute}s_"
+        + S3_NET
+        + ".json",
+    log:
+        "results/logs/s3_train/"
+        + S3_PATH
+        + "r{readers}_q{rif}_{compute}s_"
+        + S3_NET
+        + ".log",
+    benchmark:
+        "results/benchmarks/s3_train/"
+        + S3_PATH
+        + "r{readers}_q{rif}_{compute}s_"
+        + S3_NET
+        + ".tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=TIMING_SLOTS,
+    params:
+        **experiment("s3_train"),
+        **s3_params(),
+        store=s3_name,
+        repeats=1,
+        warmup=0,
+        options=store_options,
+        batch_size=config["batch_size"],
+        seed=config["seed"],
+        au_batches=config["au_batches"],
+        prefetch=config["prefetch"],
+        config_hash=measure_hash("train_warm"),
+    script:
+        "../scripts/step.py"
+
+
+# The S3 command's target: every S3 job and their own report (the local tables need the
+# whole default run; this does not).
+rule s3_report:
+    input:
+        s3_runs=[
+            t for k in ("upload", "read", "epochs", "training") for t in PLAN.s3[k]
+        ],
+        s3_probes=PLAN.s3["probes"],
+    output:
+        table="results/s3/s3.csv",
+        probes="results/s3/limits.csv",
+        markdown="results/s3/s3.md",
+        figure=report(
+            f"results/s3/s3.{config['figure_format']}",
+            caption="../report/s3.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/s3_report.log",
+    benchmark:
+        "results/benchmarks/s3_report.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        **step("imgbench.report.s3:write_s3_report"),
+    script:
+        "../scripts/step.py"
+
+
+localrules:
+    s3,
+
+
+rule s3:
+    input:
+        rules.s3_report.output,
