@@ -9,6 +9,10 @@ itemsize``. A batch's indices are sorted and runs of consecutive ones read by on
 (at most :data:`RUN_BYTES` each): a shuffled batch is then one GET per image, a sequential
 one a few large GETs. The full read is ranged GETs of :data:`CHUNK_BYTES` each over the
 whole array (what ``aws s3 cp`` does with a large object), ``requests_in_flight`` at once.
+
+Measured (rough: 10k CIFAR images, SeaweedFS on loopback, shared 2-core VM, no proxy): the
+full read 204-226 MB/s against the large-object probe's 268 MB/s (76-84 %); shuffled
+batches of 256, 240 images/s at 1 request in flight and 430 at 8.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ labels as ``labels.npy``; uploaded, that is one object per image. A reader GETs
 ``labels.npy`` once, then each image object whole and decodes it as the local store does
 (Pillow's PNG plugin directly, no format sniffing, raw bytes into the output row). A GET
 and its decode run on the same pool thread: the socket read and zlib both release the GIL.
+
+Measured (rough: 10k CIFAR images, SeaweedFS on loopback, shared 2-core VM, no proxy): 270-320
+images/s at 1 request in flight and 410-460 at 8, against the raw 3.2 KB GET probe's 466 and
+660 objects/s (57-69 %); the decode is not what limits it here, the GETs are.
 """
 
 from __future__ import annotations
