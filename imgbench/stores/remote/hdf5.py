@@ -149,8 +149,9 @@ class _Files:
         #: HDF5's data sieve buffer: one image (None: HDF5's 64 KiB default)
         self.sieve_bytes = max(1, int(np.prod(store.image_shape))) if sieve else None
 
-    def open(self, rel: str) -> h5py.File:
-        """One object of the store as an HDF5 file (closed before its file object)."""
+    def open(self, rel: str) -> dict[str, Any]:
+        """One object of the store as an HDF5 file (closed before its file object): its
+        root's members by name, their object headers read while the block cache is on."""
         fobj = S3File(self.client, self.store.target.key(rel), self.pool)
         self.objects.append(fobj)
         self.stack.callback(fobj.close)
@@ -161,8 +162,7 @@ class _Files:
         with fobj.metadata():
             file = h5py.File(h5py.h5f.open(rel.encode(), h5py.h5f.ACC_RDONLY, fapl))
             self.stack.callback(file.close)
-            file["images"]  # the object headers, read while the block cache is on
-        return file
+            return {name: file[name] for name in file}
 
     def __enter__(self) -> _Files:
         with self.stack, self.named():
@@ -177,8 +177,14 @@ class _Files:
                     lo, hi = m.vspace.get_select_bounds()
                     rel = PurePosixPath(m.file_name)
                     if rel.is_absolute() or ".." in rel.parts:
-                        raise StoreError(f"{self.store.target.url(FILE)}: part {rel} outside")
-                    part = self.open(str(rel))[m.dset_name]
+                        raise StoreError(
+                            f"{self.store.target.url(FILE)}: part {rel} outside the store; {FIX}"
+                        )
+                    part = self.open(str(rel)).get(m.dset_name)
+                    if not isinstance(part, h5py.Dataset):
+                        raise StoreError(
+                            f"{self.store.target.url(str(rel))}: no {m.dset_name}; {FIX}"
+                        )
                     self.parts.append((int(lo[0]), int(hi[0]) + 1, part))
                 self.parts.sort(key=lambda p: p[0])
             else:
@@ -190,11 +196,15 @@ class _Files:
     def check(self) -> None:
         n, url = self.store.n, self.store.target.url(FILE)
         if len(self.shape) != 4 or self.shape[1:] != self.store.image_shape:
-            raise StoreError(f"{url}: images {self.shape}, expected (N, *{self.store.image_shape})")
+            raise StoreError(
+                f"{url}: images {self.shape}, expected (N, *{self.store.image_shape}); {FIX}"
+            )
         if self.shape[0] != n or self.labels.shape != (n,):
-            raise StoreError(f"{url}: {self.shape[0]} images, {len(self.labels)} labels, not {n}")
+            raise StoreError(
+                f"{url}: {self.shape[0]} images, {len(self.labels)} labels, not {n}; {FIX}"
+            )
         if sum(b - a for a, b, _ in self.parts) != n:
-            raise StoreError(f"{url}: the virtual dataset's parts do not cover {n} images")
+            raise StoreError(f"{url}: the virtual dataset's parts do not cover {n} images; {FIX}")
 
     def __exit__(self, *exc: object) -> None:
         self.stack.close()

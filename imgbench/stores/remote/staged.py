@@ -88,11 +88,11 @@ class StagedStore(RemoteStore):
         client = self.target.client()
         base = self.target.prefix.strip("/") + "/"
         sizes = {k: v for k, v in client.list(base).items() if not k.endswith("/")}
-        if not sizes:
-            raise StoreError(f"{self.target.url()}: no objects under this prefix; {FIX}")
         for rel in self.required:
             if self.target.key(rel) not in sizes:
                 raise StoreError(f"{self.target.url(rel)}: no such object; {FIX}")
+        if not sizes:
+            raise StoreError(f"{self.target.url()}: no objects under this prefix; {FIX}")
         stage.mkdir(parents=True, exist_ok=True)
         objects = {key: str(stage / key[len(base) :]) for key in sizes}
         got = download(client, objects, sizes, self.requests_in_flight)

@@ -26,6 +26,7 @@ shard fails its index's crc32c, caught and named.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -58,25 +59,35 @@ class _StrictObjectStore(ObjectStore):
         super().__init__(store, read_only=True)
         self.url = url.rstrip("/")
         self.indexes: dict[tuple[str, int], bytes] = {}
+        #: one lock per shard index: concurrent runs wait for the first one's GET
+        self._loading: dict[tuple[str, int], asyncio.Lock] = {}
 
     def _name(self, key: str) -> str:
         return f"{self.url}/{key}"
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
-        chunk = _is_chunk(key)
-        index = (key, byte_range.suffix) if isinstance(byte_range, SuffixByteRequest) else None
-        if chunk and index in self.indexes:
-            return prototype.buffer.from_bytes(self.indexes[index])
+        if not _is_chunk(key):  # metadata: absent is None, as zarr expects
+            return await self._get(key, prototype, byte_range)
+        if not isinstance(byte_range, SuffixByteRequest):
+            return self._present(key, await self._get(key, prototype, byte_range))
+        index = (key, byte_range.suffix)  # a shard index (zarr's index_location "end")
+        async with self._loading.setdefault(index, asyncio.Lock()):  # all on zarr's loop
+            if index not in self.indexes:
+                buf = self._present(key, await self._get(key, prototype, byte_range))
+                self.indexes[index] = buf.to_bytes()
+        return prototype.buffer.from_bytes(self.indexes[index])
+
+    async def _get(self, key: str, prototype: Any, byte_range: Any) -> Any:
         try:
-            buf = await super().get(key, prototype, byte_range)
+            return await super().get(key, prototype, byte_range)
         except Exception as e:  # obstore's errors carry the whole request: keep one line
             why = " ".join(str(e).split())[:200]
             raise StoreError(f"GET {self._name(key)}: {type(e).__name__}: {why}; {FIX}") from e
-        if chunk and (buf is None or len(buf) == 0):
+
+    def _present(self, key: str, buf: Any) -> Any:
+        if buf is None or len(buf) == 0:
             what = "no such object" if buf is None else "empty object"
             raise StoreError(f"{self._name(key)}: {what} (zarr would read fill values); {FIX}")
-        if chunk and index is not None:
-            self.indexes[index] = buf.to_bytes()
         return buf
 
     async def get_partial_values(self, prototype: Any, key_ranges: Any) -> list[Any]:
