@@ -260,7 +260,9 @@ def s3_epoch(job: Job) -> dict[str, Any]:
     ]
     seconds, images = ticks[-1] - ticks[0], sum(in_window)
     res.samples = [
-        len(order) * (b - a) / k for a, b, k in zip(ticks[:-1], ticks[1:], strict=True) if k
+        len(order) * (b - a) / k
+        for a, b, k in zip(ticks[:-1], ticks[1:], in_window, strict=True)
+        if k
     ]
     _counted(res, c_start, c_end, images)
     ips = images / seconds if images and seconds > 0 else None

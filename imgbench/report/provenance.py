@@ -291,9 +291,12 @@ def record(
     repo_dir: Path,
     device: Path,
     scan: Path | None = None,
+    s3_probes: list[Path] = (),
 ) -> None:
     """The provenance rule: the environment, plus the device limits the probe measured and,
-    for your own images, the folder's checksum, counts, policy cases and skipped files."""
+    for your own images, the folder's checksum, counts, policy cases and skipped files; with
+    S3 experiments, the object store measured (server, durability, one small GET's round
+    trip per network setting, the proxy against going direct), never its address or keys."""
     probe = json.loads(Path(device).read_text())
     out = collect(config, results_dir, repo_dir, device=probe)
     out["data"] = {"source": "cifar-10", "cifar_md5": config.get("cifar_md5")}
@@ -304,4 +307,16 @@ def record(
             **{k: v for k, v in rec.items() if k != "good"},
             "skipped_count": len(rec["skipped"]),
         }
+    if s3_probes:
+        probes = [json.loads(Path(p).read_text())["extra"] for p in s3_probes]
+        out["s3"] = {
+            "server": probes[0]["server"],
+            "durability": probes[0]["durability"],
+            "networks": [
+                {k: x[k] for k in ("latency_ms", "bandwidth_mbps", "one_get_ms",
+                                   "small_get_per_s", "large_get_mb_s")}
+                for x in probes
+            ],
+            "proxy_overhead": probes[0].get("proxy_overhead"),
+        }  # fmt: skip
     write(provenance, out)

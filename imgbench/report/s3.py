@@ -138,8 +138,12 @@ def probe_table(probes: list[dict]) -> pd.DataFrame:
                 "one_get_ms": x["one_get_ms"],
             }
         )
-        for o in x.get("proxy_overhead", []):
-            rows.append({**o, "measured_with": f"{lat:g} ms probe"})
+        for o in x.get("proxy_overhead", []):  # at 0 ms, unlimited; one reader
+            rates = {f"small_get_per_s_r1_q{k[len('small_get_per_s_qd'):]}": v
+                     for k, v in o.items() if k.startswith("small_get_per_s_qd")}  # fmt: skip
+            rows.append({"path": o["path"], "latency_ms": 0.0, "bandwidth_mbps": 0.0, **rates,
+                         "large_get_mb_s": o["large_get_mb_s"],
+                         "measured_with": f"the {lat:g} ms probe"})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -188,7 +192,7 @@ def s3_md(table: pd.DataFrame, probes: pd.DataFrame) -> list[str]:
         fr = full.iloc[0] if len(full) else None
         read = f"{_fmt(fr['images_per_s'])} ({_fmt(fr['limit_fraction'], 2)})" if len(full) else ""
         upload = _fmt(up["upload_s"].iloc[0]) if len(up) else ""
-        access = ", ".join(sorted(set(g["access"].dropna())))
+        access = ", ".join(sorted(set(g.loc[g["operation"] != "write_many", "access"].dropna())))
         lines.append(
             f"| {fmt} | {lat:g} ms | {upload} | {read} | {best(1)} | {best(2)} | {access} |"
         )

@@ -110,6 +110,26 @@ def build_threads(wildcards):
     return max(config["writers"], default=1) if wildcards.mode == "tuned" else 1
 
 
+# Object storage (workflow/rules/s3.smk)
+def s3_params():
+    """Where the objects are: the endpoint (if named), the bucket."""
+    return {"s3_endpoint": config["s3_endpoint"], "s3_bucket": config["s3_bucket"]}
+
+
+def s3_store(w):
+    """The tuned local store that is uploaded (built by build_store)."""
+    return f"results/stores/{w.data}/{w.mode}/{w.fmt}/{w.n}"
+
+
+def s3_upload_result(w):
+    return f"results/timings/s3_upload/{w.data}/{w.mode}/{w.fmt}/{w.n}/{w.lat}ms_{w.bw}mbps.json"
+
+
+def s3_name(w):
+    """How messages name the job's objects (never the endpoint's address)."""
+    return f"s3://{config['s3_bucket']}/{w.data}/{w.fmt}/{w.n}/{w.lat}ms_{w.bw}mbps"
+
+
 # Keep Snakemake's scheduler asleep while a job is timed (imgbench/pipeline/scheduler.py).
 onstart:
     try:

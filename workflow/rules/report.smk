@@ -59,7 +59,9 @@ rule tables:
         training=PLAN.training,
         writer_builds=PLAN.writers,
         capped_runs=PLAN.capped,
-        s3_runs=[t for k in ("upload", "read", "epochs", "training") for t in PLAN.s3[k]],
+        s3_runs=[
+            t for k in ("upload", "read", "epochs", "training") for t in PLAN.s3[k]
+        ],
         s3_probes=PLAN.s3["probes"],
         device=rules.device.output.device,
     output:
@@ -115,6 +117,7 @@ rule provenance:
     input:
         **({"scan": "results/data/folder/scan.json"} if PLAN.source == "folder" else {}),
         device=rules.device.output.device,
+        s3_probes=PLAN.s3["probes"],
     output:
         provenance=report(
             "results/provenance.json",

@@ -1,40 +1,19 @@
 # Object storage (issue 24): the tuned store at s3_images uploaded to an S3 server and read
 # back through a delaying, rate-limiting proxy at each round trip and bandwidth. Every job
 # needs the server that `python -m imgbench.pipeline.s3run` starts (or s3_endpoint); with
-# s3_formats empty (the default) none of these rules is in the DAG.
-S3_PATH = "{data}/{mode}/{fmt}/{n}/"
-S3_NET = "{lat}ms_{bw}mbps"
-
-
-def s3_params():
-    """Where the objects are: the endpoint (if named), the bucket."""
-    return {"s3_endpoint": config["s3_endpoint"], "s3_bucket": config["s3_bucket"]}
-
-
-def s3_store(w):
-    """The tuned local store that is uploaded (built by build_store)."""
-    return f"results/stores/{w.data}/{w.mode}/{w.fmt}/{w.n}"
-
-
-def s3_upload_result(w):
-    return f"results/timings/s3_upload/{w.data}/{w.mode}/{w.fmt}/{w.n}/{w.lat}ms_{w.bw}mbps.json"
-
-
-def s3_name(w):
-    """How messages name the job's objects (never the endpoint's address)."""
-    return f"s3://{config['s3_bucket']}/{w.data}/{w.fmt}/{w.n}/{w.lat}ms_{w.bw}mbps"
-
-
+# s3_formats empty (the default) none of these rules is in the DAG. A loopback server is not
+# reachable from other cluster nodes: unless s3_endpoint names a reachable server, the S3
+# jobs run on the host that runs Snakemake (localrules), also under profiles/slurm.
 rule s3_probe:
     input:
         images=f"results/data/{PLAN.s3_data}/images.npy",
         labels=f"results/data/{PLAN.s3_data}/labels.npy",
     output:
-        result="results/timings/s3_probe/" + S3_NET + ".json",
+        result="results/timings/s3_probe/{lat}ms_{bw}mbps.json",
     log:
-        "results/logs/s3_probe/" + S3_NET + ".log",
+        "results/logs/s3_probe/{lat}ms_{bw}mbps.log",
     benchmark:
-        "results/benchmarks/s3_probe/" + S3_NET + ".tsv"
+        "results/benchmarks/s3_probe/{lat}ms_{bw}mbps.tsv"
     conda:
         "../../envs/bench.yaml"
     resources:
@@ -64,11 +43,11 @@ rule s3_upload:
         images=rules.double.output.images,
         labels=rules.double.output.labels,
     output:
-        result="results/timings/s3_upload/" + S3_PATH + S3_NET + ".json",
+        result="results/timings/s3_upload/{data}/{mode}/{fmt}/{n}/{lat}ms_{bw}mbps.json",
     log:
-        "results/logs/s3_upload/" + S3_PATH + S3_NET + ".log",
+        "results/logs/s3_upload/{data}/{mode}/{fmt}/{n}/{lat}ms_{bw}mbps.log",
     benchmark:
-        "results/benchmarks/s3_upload/" + S3_PATH + S3_NET + ".tsv"
+        "results/benchmarks/s3_upload/{data}/{mode}/{fmt}/{n}/{lat}ms_{bw}mbps.tsv"
     conda:
         "../../envs/bench.yaml"
     resources:
@@ -91,11 +70,11 @@ rule s3_read_many:
         images=rules.double.output.images,
         labels=rules.double.output.labels,
     output:
-        result="results/timings/s3_read_many/" + S3_PATH + S3_NET + ".json",
+        result="results/timings/s3_read_many/{data}/{mode}/{fmt}/{n}/{lat}ms_{bw}mbps.json",
     log:
-        "results/logs/s3_read_many/" + S3_PATH + S3_NET + ".log",
+        "results/logs/s3_read_many/{data}/{mode}/{fmt}/{n}/{lat}ms_{bw}mbps.log",
     benchmark:
-        "results/benchmarks/s3_read_many/" + S3_PATH + S3_NET + ".tsv"
+        "results/benchmarks/s3_read_many/{data}/{mode}/{fmt}/{n}/{lat}ms_{bw}mbps.tsv"
     conda:
         "../../envs/bench.yaml"
     resources:
@@ -119,23 +98,11 @@ rule s3_epoch:
         images=rules.double.output.images,
         labels=rules.double.output.labels,
     output:
-        result="results/timings/s3_epoch/"
-        + S3_PATH
-        + "{pattern}_r{readers}_q{rif}_"
-        + S3_NET
-        + ".json",
+        result="results/timings/s3_epoch/{data}/{mode}/{fmt}/{n}/{pattern}_r{readers}_q{rif}_{lat}ms_{bw}mbps.json",
     log:
-        "results/logs/s3_epoch/"
-        + S3_PATH
-        + "{pattern}_r{readers}_q{rif}_"
-        + S3_NET
-        + ".log",
+        "results/logs/s3_epoch/{data}/{mode}/{fmt}/{n}/{pattern}_r{readers}_q{rif}_{lat}ms_{bw}mbps.log",
     benchmark:
-        "results/benchmarks/s3_epoch/"
-        + S3_PATH
-        + "{pattern}_r{readers}_q{rif}_"
-        + S3_NET
-        + ".tsv"
+        "results/benchmarks/s3_epoch/{data}/{mode}/{fmt}/{n}/{pattern}_r{readers}_q{rif}_{lat}ms_{bw}mbps.tsv"
     conda:
         "../../envs/bench.yaml"
     resources:
@@ -164,23 +131,11 @@ rule s3_train:
         images=rules.double.output.images,
         labels=rules.double.output.labels,
     output:
-        result="results/timings/s3_train/"
-        + S3_PATH
-        + "r{readers}_q{rif}_{compute}s_"
-        + S3_NET
-        + ".json",
+        result="results/timings/s3_train/{data}/{mode}/{fmt}/{n}/r{readers}_q{rif}_{compute}s_{lat}ms_{bw}mbps.json",
     log:
-        "results/logs/s3_train/"
-        + S3_PATH
-        + "r{readers}_q{rif}_{compute}s_"
-        + S3_NET
-        + ".log",
+        "results/logs/s3_train/{data}/{mode}/{fmt}/{n}/r{readers}_q{rif}_{compute}s_{lat}ms_{bw}mbps.log",
     benchmark:
-        "results/benchmarks/s3_train/"
-        + S3_PATH
-        + "r{readers}_q{rif}_{compute}s_"
-        + S3_NET
-        + ".tsv"
+        "results/benchmarks/s3_train/{data}/{mode}/{fmt}/{n}/r{readers}_q{rif}_{compute}s_{lat}ms_{bw}mbps.tsv"
     conda:
         "../../envs/bench.yaml"
     resources:
@@ -236,6 +191,17 @@ localrules:
     s3,
 
 
+if not config["s3_endpoint"]:
+
+    localrules:
+        s3_probe,
+        s3_upload,
+        s3_read_many,
+        s3_epoch,
+        s3_train,
+
+
 rule s3:
     input:
         rules.s3_report.output,
+        "results/provenance.json",
