@@ -118,3 +118,15 @@ def test_feather_reads_one_record_batch_per_image(s3_server, tmp_path: Path, row
     assert batch <= down < batch + 64 * 1024
     if rows >= N:  # the default's batch is the whole store here
         assert down > 0.9 * size
+
+
+def test_feather_full_read_is_ranged_gets_of_the_object(s3_server, tmp_path: Path) -> None:
+    options = {"feather_batch_images": 16}  # 19 record batches: one GET each would be 19+
+    prefix, images, labels = upload_tiny(s3_server, "feather", tmp_path, options)
+    with Proxy(s3_server.endpoint) as proxy:
+        target = S3Target(proxy.endpoint, s3_server.bucket, prefix, s3_server.creds)
+        c0 = proxy.stats()
+        got_images, got_labels = remote("feather", target, 1, options=options).read_all()
+        c1 = proxy.stats()
+    assert np.array_equal(got_images, images) and np.array_equal(got_labels, labels)
+    assert c1["requests"] - c0["requests"] <= 5  # HEAD, footer, the object in one range

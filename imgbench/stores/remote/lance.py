@@ -5,7 +5,8 @@ local tuned store (:mod:`imgbench.stores.lance_store`) reads its files.
 Lance reads S3 with its own Rust object-store client (the ``object_store`` crate on a tokio
 runtime): opening the dataset GETs the version hint and the manifest; the first ``take``
 reads the data file's footer and column metadata, then each ``take`` issues ranged GETs for
-the rows' pages, coalescing nearby ranges itself, concurrently on its own scheduler. The
+the rows' pages, coalescing nearby ranges itself, concurrently on its own scheduler (so
+``requests_in_flight`` is not applied: Lance's concurrency is the equivalent). The
 dataset is opened inside :meth:`RemoteLance.batch_reader` and kept for all the reader's
 batches; the local store's fork guard (:func:`imgbench.stores.lance_store._fork_guard`)
 refuses a reader forked from a process that had already used Lance, as locally.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import lance
@@ -29,7 +29,7 @@ import numpy as np
 
 from imgbench.core.errors import StoreError
 from imgbench.stores.lance_store import DIR, META, SCAN_BATCH, _fork_guard, _pixels
-from imgbench.stores.remote.base import Reader, RemoteStore, in_flight
+from imgbench.stores.remote.base import Reader, RemoteStore
 
 COLUMNS = ["image", "label"]
 #: what Lance raises for I/O and format failures (its Rust errors surface as these)
@@ -115,17 +115,11 @@ class _Opened:
         images = _pixels(table.column("image")).reshape(len(idx), *self.shape).copy()
         return images, table.column("label").to_numpy().astype(self.label_dtype)
 
-    def read(
-        self, pool: ThreadPoolExecutor | None, parts: int, indices: Sequence[int]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.store.n):
             raise IndexError(f"{self.url}: index out of range 0..{self.store.n - 1}")
-        if pool is None or len(idx) < 2:
-            return self.take(idx)
-        chunks = [c for c in np.array_split(idx, min(parts, len(idx))) if len(c)]
-        got = in_flight(pool, lambda k: self.take(chunks[k]), range(len(chunks)))
-        return np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
+        return self.take(idx)
 
     def scan(self) -> tuple[np.ndarray, np.ndarray]:
         """Every row in store order: one scan, copied once into preallocated arrays."""
@@ -150,9 +144,9 @@ class RemoteLance(RemoteStore):
     format = "lance"
     access = "range"
     in_flight = (
-        "the batch split into requests_in_flight take() calls on a thread pool; each take "
-        "also issues its rows' ranged GETs concurrently on Lance's own I/O scheduler, so "
-        "requests in flight are not bounded by it (the full read is one scan: Lance's own)"
+        "not applied: one take() per batch issues the rows' ranged GETs concurrently on "
+        "Lance's own I/O scheduler; splitting the batch into requests_in_flight takes on a "
+        "thread pool was slower (2318, 1386, 1039 images/s at 1, 4, 16; 20k images, 5 ms RTT)"
     )
     tuned_for_s3 = (
         "lance_rows_per_file 1048576 (one data file per million rows, so a reader opens one "
@@ -163,8 +157,7 @@ class RemoteLance(RemoteStore):
     @contextlib.contextmanager
     def batch_reader(self, path: Any = "") -> Iterator[Reader]:
         opened = _Opened(self)  # opened here: in the forked reader, not the parent
-        with self.pool() as pool:
-            yield lambda indices: opened.read(pool, self.requests_in_flight, indices)
+        yield opened.read
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
         return _Opened(self).scan()
