@@ -30,7 +30,7 @@ COLUMNS = [
     "data", "format", "mode", "operation", "storage", "latency_ms", "bandwidth_mbps",
     "readers", "requests_in_flight", "access", "pattern", "n_images", "images_per_s",
     "images_per_s_min", "images_per_s_max", "n_samples", "requests_per_image",
-    "bytes_per_image", "limit", "limit_value", "limit_fraction", "stage_s",
+    "bytes_per_image", "limit", "limit_value", "limit_fraction", "stage_s", "stage_bytes",
     "images_per_s_with_stage", "upload_s", "upload_mb_s", "objects", "store_bytes", "au",
     "computation_time", "epoch_ended", "not_measured", "verified", "cpu_user_s", "cpu_sys_s",
     "server", "durability", "commit", "dirty",

@@ -348,12 +348,10 @@ class RemoteFeather(_ArrowRemote):
     )
     tuned_for_s3 = (
         "feather_batch_images is the unit of a read (IPC has no row-level reads; a touched "
-        "record batch is one GET, whole): the pipeline builds pyarrow's 65536 (192 MiB of CIFAR "
-        "pixels), so a shuffled batch of 256 GETs the whole store (235 KiB per image at 20k "
-        "images, 1.2 MB at 100k); on loopback, bytes free, that was faster (1554 vs 329 "
-        "images/s, 5 ms RTT), on a real link it is bandwidth-bound. For object storage we "
-        "would build 16 rows, as Parquet's groups (one 48 KiB GET per image, 44 KiB measured; "
-        "the full read GETs the object in 32 MiB ranges either way) but keep the local "
-        "default: the local reader gathers single rows from its map whatever the size and "
-        "inspects every batch when it opens (6,250 at 16 rows, ~0.1 ms each)"
+        "record batch is one GET, whole). profiles/s3 builds 16 rows, as Parquet's groups: "
+        "one ~48 KiB GET per image (44 KiB measured, 20k images). The local default, "
+        "pyarrow's 65536 (192 MiB of CIFAR pixels), would make a shuffled batch of 256 GET "
+        "the whole store (235 KiB per image at 20k images, 1.2 MB at 100k): free on "
+        "loopback, bandwidth-bound on a real link. The full read GETs the object in 32 MiB "
+        "ranges either way"
     )

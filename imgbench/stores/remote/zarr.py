@@ -129,14 +129,12 @@ class RemoteZarr(RemoteStore):
         "read_all: async.concurrency = requests_in_flight whole-shard GETs"
     )
     tuned_for_s3 = (
-        "zarr_chunk_images (64) is the GET unit: a random image costs one ranged GET of its "
-        "whole inner chunk (64 x 3 KB = 192 KB for CIFAR; measured, 16k images in 256-image "
-        "batches: 0.64 GET and 122 KiB per image, 127 img/s at 5 ms RTT, 451 at 8 in "
-        "flight); zarr_shard_images "
-        "(8192) sets index reads: a shard index is a 2,052-byte suffix GET (16 B x 128 chunks "
-        "+ crc32c) that zarr 3.1.6 repeats per shard per selection (a 256-image batch over "
-        "100k images' 13 shards: 13 GETs, 0.05 GET and ~100 B per image), kept per reader "
-        "here so ~0 per image after the first batch; whole 25 MB shards suit read_all"
+        "zarr_chunk_images is the GET unit: profiles/s3 builds 1, so a random image is one "
+        "ranged GET of its own 3 KB; the local default, 64, GETs its whole 192 KB inner chunk "
+        "(measured, 16k images in 256-image batches: 0.64 GET and 122 KiB per image). "
+        "zarr_shard_images (8192) sets index reads: a shard index (16 B per chunk + crc32c, "
+        "one suffix GET) that zarr 3.1.6 repeats per shard per selection is kept per reader "
+        "here, so ~0 GETs per image after the first batch; whole shards suit read_all"
     )
 
     def _open(self) -> tuple[_StrictObjectStore, zarr.Array, np.ndarray]:
