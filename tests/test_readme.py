@@ -14,6 +14,7 @@ from tests.conftest import REPO
 
 README = REPO / "README.md"
 RUNS = sorted(p.parent for p in (REPO / "docs" / "results").glob("*/run.json"))
+S3_RUNS = sorted(p.parent for p in (REPO / "docs" / "results" / "s3").glob("*/run.json"))
 
 
 def _prose(text: str) -> list[str]:
@@ -77,10 +78,11 @@ def test_missing_markers_are_one_line(tmp_path):
 
 @pytest.mark.skipif(not RUNS, reason="no published run with run.json in docs/results/ yet")
 def test_the_readme_blocks_are_the_published_runs():
-    run = RUNS[-1]
+    run, s3 = RUNS[-1], S3_RUNS[-1] if S3_RUNS else None
     text = README.read_text()
     fix = f"python -m imgbench.pipeline.readme --run {run.relative_to(REPO)}"
-    assert readme.render(text, run) == text, f"README.md differs from {run.name}: run `{fix}`"
+    fix += f" --s3-run {s3.relative_to(REPO)}" if s3 else ""
+    assert readme.render(text, run, s3) == text, f"README.md differs from {run.name}: run `{fix}`"
 
 
 def test_render_replaces_only_the_blocks_and_is_idempotent(tmp_path, capsys):

@@ -47,19 +47,24 @@ class PublishError(BenchError):
     """The run cannot be published as it is; the message says why and what to do."""
 
 
+#: the rules that publish (dropped from the recorded command, with their option)
+PUBLISH_TARGETS = ("publish", "s3_publish")
 #: Snakemake options whose value may be the publish target itself (dropped with it).
 _TARGET_OPTIONS = ("-R", "--forcerun", "-f", "--force", "-U", "--until", "--allowed-rules")
 
 
-def run_command(argv: Sequence[str]) -> str:
+def run_command(argv: Sequence[str], target: str | None = None) -> str:
     """The command that made the run, from the publish invocation's arguments without the
-    publish target: publish's inputs are the run's outputs under the same options (other
-    options would change them and Snakemake would remake them before publishing)."""
+    publish target (*target* in its place, when the run had one: ``s3``): publish's inputs
+    are the run's outputs under the same options (other options would change them and
+    Snakemake would remake them before publishing)."""
     out: list[str] = []
     for a in argv[1:]:
-        if a == "publish" or a.endswith("=publish"):
+        if a in PUBLISH_TARGETS or a.split("=")[-1] in PUBLISH_TARGETS:
             if out and out[-1] in _TARGET_OPTIONS:
                 out.pop()
+            elif target:
+                out.append(target)
             continue
         out.append(a)
     return shlex.join(["snakemake", *out])
@@ -183,7 +188,15 @@ def _utc(t: float) -> str:
 
 
 def run_md(
-    machine: str, command: str, commit: str, prov: Mapping, window: tuple[float, float] | None
+    machine: str,
+    command: str,
+    commit: str,
+    prov: Mapping,
+    window: tuple[float, float] | None,
+    title: str = "Reference run",
+    layout: str = "Tables (CSV) and summary.md as results/tables/ holds them, figures/ as "
+    "results/figures/, provenance.json as results/ holds it. Published with "
+    "`snakemake publish` (imgbench.pipeline.publish).",
 ) -> str:
     """RUN.md of a published run: the machine, the command, the commit, when and how long."""
     if window:
@@ -200,7 +213,7 @@ def run_md(
         when, took = f"provenance recorded {prov.get('created', 'at an unknown date')}", "unknown"
     return "\n".join(
         [
-            f"# Reference run `{machine}`",
+            f"# {title} `{machine}`",
             "",
             f"- Machine: {machine} ({(prov.get('cpu') or {}).get('model')}; id: CPU family, "
             "cores, memory in GiB, file system of results/)",
@@ -210,9 +223,7 @@ def run_md(
             f"- Run time: {took}",
             f"- Config hash: `{prov.get('config_hash')}` (the whole config is in provenance.json)",
             "",
-            "Tables (CSV) and summary.md as results/tables/ holds them, figures/ as "
-            "results/figures/, provenance.json as results/ holds it. Published with "
-            "`snakemake publish` (imgbench.pipeline.publish).",
+            layout,
             "",
         ]
     )
@@ -259,9 +270,12 @@ def publish(
     config: Mapping,
     logs: Path | None = None,
     benchmarks: Path | None = None,
+    title: str = "Reference run",
+    layout: str | None = None,
 ) -> Path:
     """The publish rule: check the run, copy it to dest_root/<machine>/ (replacing an earlier
-    publication of that machine whole), write RUN.md and the record *published*."""
+    publication of that machine whole), write RUN.md and the record *published*. The S3
+    run (rule s3_publish) passes its own *title* and *layout* sentence."""
     prov = json.loads(Path(provenance).read_text())
     if prov.get("config_hash") != config_hash(config):
         raise PublishError(
@@ -278,7 +292,8 @@ def publish(
         (tmp / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, tmp / name)
     window = run_window(logs)
-    (tmp / "RUN.md").write_text(run_md(machine, command, commit, prov, window))
+    extra = {"layout": layout} if layout else {}
+    (tmp / "RUN.md").write_text(run_md(machine, command, commit, prov, window, title, **extra))
     jobs = job_times(benchmarks)
     jobs.to_csv(tmp / "jobs.csv", index=False)
     facts = {

@@ -8,7 +8,8 @@ test regenerates both blocks and fails when README.md differs. Two blocks:
 - the run box (``<!-- run:start -->`` ... ``<!-- run:end -->``): how long the reference run
   took and what it left on disk, and what the default run's jobs took inside it.
 
-    python -m imgbench.pipeline.readme --run docs/results/<machine> [--readme README.md]
+    python -m imgbench.pipeline.readme --run docs/results/<machine> \\
+        [--s3-run docs/results/s3/<machine>] [--readme README.md]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 from imgbench.report import answer
 
 RUN_START, RUN_END = "<!-- run:start -->", "<!-- run:end -->"
+S3_START, S3_END = "<!-- s3:start -->", "<!-- s3:end -->"
 #: the default run's formats (config.yaml): its jobs are summed out of the reference run
 DEFAULT_FORMATS = ("png", "lmdb", "hdf5", "npy")
 
@@ -57,6 +59,21 @@ def run_box(run: Path) -> str:
     return "\n".join("> " + line for line in textwrap.wrap(text, width=98))
 
 
+def s3_box(s3_run: Path) -> str:
+    """The S3 command's box: its measured wall time, jobs and disk, from its published run."""
+    facts = json.loads((Path(s3_run) / "run.json").read_text())
+    wall = facts.get("run_seconds")
+    took = f"{_duration(wall)} ({facts['jobs']} jobs)" if wall else "not recorded"
+    name = Path(s3_run).name
+    text = (
+        f"**Time on this machine** (S3 run `{name}`, [RUN.md](docs/results/s3/{name}/RUN.md), "
+        f"[per format](docs/results/s3/{name}/s3.md)): the S3 command took {took} and left "
+        f"{facts['results_disk_bytes'] / 1e9:.1f} GB in `results/` (the server's copies "
+        "included)."
+    )
+    return "\n".join("> " + line for line in textwrap.wrap(text, width=98))
+
+
 def _between(text: str, start: str, end: str, block: str) -> str:
     i, j = text.find(start), text.find(end)
     if i < 0 or j < i:
@@ -64,11 +81,13 @@ def _between(text: str, start: str, end: str, block: str) -> str:
     return f"{text[: i + len(start)]}\n{block.strip()}\n{text[j:]}"
 
 
-def render(readme: str, run: Path) -> str:
-    """*readme* with both generated blocks rewritten from the published *run*."""
-    block = answer.readme_answer(Path(run), Path(run) / "provenance.json")
+def render(readme: str, run: Path, s3_run: Path | None = None) -> str:
+    """*readme* with the generated blocks rewritten from the published *run* (and the
+    published S3 run: its answer rows and its time box)."""
+    block = answer.readme_answer(Path(run), Path(run) / "provenance.json", s3_run)
     text = _between(readme, answer.START, answer.END, block)
-    return _between(text, RUN_START, RUN_END, run_box(Path(run)))
+    text = _between(text, RUN_START, RUN_END, run_box(Path(run)))
+    return _between(text, S3_START, S3_END, s3_box(Path(s3_run))) if s3_run else text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Regenerate the README's answer and run box.")
     ap.add_argument("--readme", type=Path, default=Path("README.md"))
     ap.add_argument("--run", type=Path, required=True, help="docs/results/<machine>")
+    ap.add_argument("--s3-run", type=Path, help="docs/results/s3/<machine> (the S3 command's)")
     args = ap.parse_args(argv)
     try:
-        new = render(args.readme.read_text(), args.run)
+        new = render(args.readme.read_text(), args.run, args.s3_run)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

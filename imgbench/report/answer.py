@@ -460,9 +460,20 @@ def run_line(tables_dir: Path, prov: Mapping, data: str | None, n: int | None) -
             f"data `{data}`{images}.")  # fmt: skip
 
 
-def readme_answer(tables_dir: Path, provenance: Path) -> str:
-    """The README's answer block from a published run's CSVs and provenance.json."""
+def readme_answer(tables_dir: Path, provenance: Path, s3_run: Path | None = None) -> str:
+    """The README's answer block from a published run's CSVs and provenance.json, with the
+    object-storage rows of a published S3 run (its own commit and RUN.md) when given."""
     tables = load_tables(Path(tables_dir))
+    s3_line: list[str] = []
+    if s3_run is not None:
+        tables["s3"] = pd.read_csv(Path(s3_run) / "s3.csv")
+        facts = json.loads((Path(s3_run) / "run.json").read_text())
+        name = Path(s3_run).name
+        s3_line = [
+            f"Object-storage rows: S3 run `{name}`, commit `{str(facts['commit'])[:12]}` "
+            f"([RUN.md](docs/results/s3/{name}/RUN.md)).",
+            "",
+        ]
     data = main_data(tables)
     s = tables.get("summary")
     n = None
@@ -470,4 +481,5 @@ def readme_answer(tables_dir: Path, provenance: Path) -> str:
         sizes = s.loc[s["data"] == data, "n_images"]
         n = int(sizes.max()) if len(sizes) else None
     prov = json.loads(Path(provenance).read_text())
-    return "\n".join([run_line(Path(tables_dir), prov, data, n), "", *answer_lines(tables, data)])
+    head = [run_line(Path(tables_dir), prov, data, n), "", *s3_line]
+    return "\n".join([*head, *answer_lines(tables, data)])

@@ -250,7 +250,14 @@ def write_s3_report(
 
     from imgbench.core.atomic import atomic_path
     from imgbench.report.load import load, read_results
+    from imgbench.report.select import ReportError
 
+    if not s3_runs:
+        raise ReportError(
+            "no S3 experiments in this run: s3_formats is empty. Use --workflow-profile "
+            "profiles/s3 (a --config on the command line replaces the profile's config: "
+            "repeat its keys there)"
+        )
     s3 = s3_table(load(s3_runs), read_results(s3_probes))
     lim = probe_table(read_results(s3_probes))
     for df, path in ((s3, table), (lim, probes)):

@@ -205,3 +205,41 @@ rule s3:
     input:
         rules.s3_report.output,
         "results/provenance.json",
+
+
+# The S3 run copied into docs/results/s3/<machine>/ (imgbench.pipeline.publish, as the
+# reference run): s3.csv, limits.csv, s3.md, the figure, provenance, RUN.md, run.json, jobs.
+rule s3_publish:
+    input:
+        tables=[
+            rules.s3_report.output.table,
+            rules.s3_report.output.probes,
+            rules.s3_report.output.markdown,
+        ],
+        figures=[rules.s3_report.output.figure],
+        provenance=rules.provenance.output.provenance,
+    output:
+        published="results/s3/published.json",
+    log:
+        "results/logs/s3_publish.log",
+    benchmark:
+        "results/benchmarks/s3_publish.tsv"
+    conda:
+        "../../envs/bench.yaml"
+    resources:
+        timing_slots=1,
+    params:
+        **step("imgbench.pipeline.publish:publish"),
+        dest_root=Path(workflow.basedir) / "docs" / "results" / "s3",
+        command=f"python -m imgbench.pipeline.s3run {run_command(sys.argv, 's3')}",
+        config=PLAN.measured_config,
+        logs="results/logs",
+        benchmarks="results/benchmarks",
+        title="Object-storage run",
+        layout=(
+            "s3.csv, limits.csv and s3.md as results/s3/ holds them, figures/ the S3 "
+            "figure, provenance.json as results/ holds it. Published with "
+            "`snakemake s3_publish --workflow-profile profiles/s3` (imgbench.pipeline.publish)."
+        ),
+    script:
+        "../scripts/step.py"
