@@ -209,7 +209,26 @@ def format_block(fmt: str) -> str:
         lines.append("- Tuned options: none.")
     lines.append("- Read tuning (`Store.tune_reads`, measured in the capped epochs):")
     lines += _read_tuning(fmt)
+    lines += _object_storage(fmt)
     return "\n".join(lines) + "\n"
+
+
+def _object_storage(fmt: str) -> list[str]:
+    """How the format reads from S3 (its class in imgbench/stores/remote/), or why not."""
+    spec = stores.FORMATS[fmt]
+    if not spec.s3:
+        return [_wrap(f"- Object storage (`s3_formats`): {spec.s3_why_not}.")]
+    cls = stores.remote_class(fmt)
+    full = f" (full read: {cls.full_access})" if cls.full_access else ""
+    return [
+        _wrap(
+            f"- Object storage (`s3_formats`, `imgbench/stores/remote/{spec.s3.split(':')[0]}"
+            f".py`): access `{cls.access}`{full}.",
+            "  ",
+        ),  # fmt: skip
+        _wrap(f"- requests in flight: {cls.in_flight}.", "    ", "  "),
+        _wrap(f"- options for ranged reads: {cls.tuned_for_s3}.", "    ", "  "),
+    ]
 
 
 def formats_md(text: str, formats: Iterable[str] | None = None) -> str:

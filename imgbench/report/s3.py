@@ -3,11 +3,13 @@
 Every S3 row is put beside the object store's own limit at the same round trip and
 bandwidth, probed in the same run (:mod:`imgbench.experiments.s3_limits`):
 
-* ``object`` and ``range`` rows (one GET per image or per range): images/s over the small-
-  object GET rate at the same readers x requests in flight; with one request per image, 1.0
-  is the most a format can reach; ``requests_per_image`` says how many GETs an image cost;
-* ``stream`` rows (whole shards): images/s over the large-object bandwidth expressed as
-  images/s (MB/s / stored bytes per image);
+* ``object`` and ``range`` epoch rows (one GET per image or per range): images/s over the
+  small-object GET rate at the same readers x requests in flight; with one request per image,
+  1.0 is the most a format can reach; ``requests_per_image`` says how many GETs an image cost
+  (a PNG full read likewise, one reader);
+* ``stream`` rows (whole shards) and full reads of the other formats (whole objects or large
+  ranges): images/s over the large-object bandwidth expressed as images/s (MB/s / stored
+  bytes per image);
 * ``staged`` rows: the download's MB/s over the large-object bandwidth; the epoch after it is
   a local read (``images_per_s_with_stage`` counts the download in one epoch).
 
@@ -62,13 +64,15 @@ def _limit(row: dict, probe: dict | None, store_bytes: float | None) -> None:
         return
     x = probe["extra"]
     ips = row.get("images_per_s")
-    if row["access"] in ("object", "range") and row["operation"] != "train":
+    whole = row["operation"] == "read_many" and row["access"] != "object"
+    if row["access"] in ("object", "range") and row["operation"] != "train" and not whole:
         key = f"r{int(row.get('readers') or 1)}_q{int(row['requests_in_flight'])}"
         rate = x["small_get_per_s"].get(key)
         row["limit"] = f"small-object GETs/s at {key.replace('_', ' x ')}"
         row["limit_value"] = rate
         row["limit_fraction"] = ips / rate if ips and rate else None
-    elif row["access"] == "stream" and store_bytes:
+    elif row["access"] in ("stream", "range") and store_bytes and row["operation"] != "train":
+        # whole shards, or a whole store read in large ranges: bytes are the limit
         per_image = store_bytes / row["n_images"]
         cap = x["large_get_mb_s"] * 1e6 / per_image
         row["limit"] = "large-object bandwidth, as images/s"
