@@ -75,6 +75,9 @@ def check_round_trip(
         p = multiprocessing.get_context("spawn").Process(target=_forked_epoch, args=(args,))
         p.start()
         p.join(120)
+        if p.is_alive():  # hung: never leave it behind
+            p.kill()
+            p.join()
         assert p.exitcode == 0, f"{fmt}: the forked two-reader epoch failed ({p.exitcode})"
         for rif in (1, 4):
             store = remote(fmt, target, rif, tmp / f"stage{rif}", options)

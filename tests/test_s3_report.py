@@ -79,11 +79,21 @@ def test_a_row_without_its_probe_says_so():
 
 def test_answer_judges_staged_formats_with_their_download(table):
     jobs = answer.s3_jobs({"s3": table})
-    assert [j.name for j in jobs] == ["shuffled epochs from object storage, 10 ms round trip"]
+    assert [j.name for j in jobs] == [
+        "shuffled epochs from object storage, 10 ms round trip, 1,000 Mbit/s"
+    ]
     rows = answer.candidates(jobs[0], {"s3": table}, "cifar32").set_index("format")
     assert rows.loc["lmdb", "value"] == pytest.approx(4_000)  # not 50,000: the download counts
-    assert rows.loc["tar", "value"] == pytest.approx(10_000)
-    assert answer.judge(jobs[0], {"s3": table}, "cifar32")["winner"] == "tar"
+    assert "tar" not in rows.index  # its streamed epoch: a shuffle buffer is not a shuffle
+    assert answer.judge(jobs[0], {"s3": table}, "cifar32")["winner"] == "lmdb"
+
+
+def test_a_library_scheduled_reader_is_held_to_the_deepest_probe():
+    row = _row("lance", "read_epoch", access="range", readers=2, rif=1, pattern="shuffled",
+               images_per_s=300.0, in_flight_by="library")  # fmt: skip
+    df = s3_table([row], [_probe()])
+    assert df.iloc[0]["limit"] == "small-object GETs/s at r2 x q4"  # not r2 x q1
+    assert df.iloc[0]["limit_fraction"] == pytest.approx(300 / 400)
 
 
 def test_summary_section_and_limits(table):

@@ -62,8 +62,8 @@ def s3_run(tmp_path_factory):
             env=env, capture_output=True, text=True, timeout=900,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        # Rerun only what changed: the same config (another endpoint port would be the
-        # same too: it is read from the config, not a path) has nothing to do.
+        # Rerun only what changed: the same config has nothing to do (the S3 command's
+        # endpoint, whose port changes per run, comes from the environment, not a param).
         again = subprocess.run(
             [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", *args],
             env=env, capture_output=True, text=True, timeout=300,

@@ -37,7 +37,7 @@ from imgbench.data.cifar import load_source
 from imgbench.experiments import access
 from imgbench.measure import cache, verify
 from imgbench.measure.results import Result
-from imgbench.stores import get_store, remote_class
+from imgbench.stores import FORMATS, get_store, remote_class
 from imgbench.stores.remote.base import RemoteStore
 from imgbench.stores.s3 import DURABILITY, Credentials, Proxy, S3Client, S3Target
 
@@ -70,11 +70,36 @@ def prefix(job: Job) -> str:
     return f"{job.data}/{job.fmt}/{job.n}/{job.latency_ms:g}ms_{job.bandwidth_mbps:g}mbps"
 
 
+class _Direct:
+    """No proxy: an https endpoint at 0 ms and unlimited bandwidth (its own network is the
+    network); nothing counts its requests."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    def stats(self) -> None:
+        return None
+
+
 @contextlib.contextmanager
-def network(job: Job) -> Iterator[tuple[Proxy, S3Target]]:
-    """The job's proxy (its round trip and link) in front of the server, and the target."""
-    with Proxy(endpoint(job), job.latency_ms, job.bandwidth_mbps) as proxy:
+def network(job: Job, check: bool = True) -> Iterator[tuple[Proxy | _Direct, S3Target]]:
+    """The job's proxy (its round trip and link) in front of the server, and the target;
+    with *check*, one untimed LIST first: no objects (the server's data lost or reset) is
+    one line saying to upload again."""
+    url = endpoint(job)
+    direct = url.startswith("https://") and not job.latency_ms and not job.bandwidth_mbps
+    with contextlib.ExitStack() as stack:
+        proxy = (
+            _Direct(url)
+            if direct
+            else stack.enter_context(Proxy(url, job.latency_ms, job.bandwidth_mbps))
+        )
         target = S3Target(proxy.endpoint, job.s3_bucket, prefix(job), Credentials.from_env())
+        if check and not target.client().list(target.prefix + "/", max_keys=1):
+            raise StoreError(
+                f"no objects under {target.url()}: the server's copy was lost or reset "
+                "since the upload; upload again: snakemake ... --forcerun s3_upload"
+            )
         yield proxy, target
 
 
@@ -87,14 +112,20 @@ def s3_row(job: Job, op: str, access_kind: str) -> Result:
         requests_in_flight=job.requests_in_flight,
         access=access_kind,
         server=server_kind(job),
+        in_flight_by=FORMATS[job.fmt].s3_in_flight if job.fmt in FORMATS else "pool",
         durability=DURABILITY if not job.s3_endpoint else "as the endpoint acknowledges",
         cores=len(os.sched_getaffinity(0)),
     )
     return res
 
 
-def _counted(res: Result, before: dict[str, int], after: dict[str, int], images: int) -> None:
-    """Requests and bytes the proxy saw between two readings, per image."""
+def _counted(
+    res: Result, before: dict[str, int] | None, after: dict[str, int] | None, images: int
+) -> None:
+    """Requests and bytes the proxy saw between two readings, per image (None: no proxy)."""
+    if before is None or after is None:
+        res.extra["requests"] = None  # an https endpoint, read directly: not counted
+        return
     requests = after["requests"] - before["requests"]
     down = after["bytes_down"] - before["bytes_down"]
     res.extra.update(
@@ -120,7 +151,7 @@ def s3_upload(job: Job) -> dict[str, Any]:
     res.cache = str(Cache.NONE)
     files = sorted(p for p in job.store.rglob("*") if p.is_file())
     local = {f.relative_to(job.store).as_posix(): f.stat().st_size for f in files}
-    with network(job) as (proxy, target):
+    with network(job, check=False) as (proxy, target):
         client = target.client()
         client.create_bucket()
         stale = client.list(target.prefix + "/")

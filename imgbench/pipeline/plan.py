@@ -47,6 +47,16 @@ _KINDS["epoch_capped"] = [
     "capped_seconds",
     "capped_windows",
 ]
+# Object storage: where the objects are, and what each kind of S3 job reads from the config.
+_S3_KEYS = ["s3_endpoint", "s3_bucket"]
+_KINDS |= {
+    "s3_probe": [*_S3_KEYS, "s3_readers", "s3_requests_in_flight", "s3_probe_seconds"],
+    "s3_upload": [*_S3_KEYS, "s3_requests_in_flight"],
+    "s3_read": [*_S3_KEYS, "s3_requests_in_flight", "s3_repeats"],
+    "s3_epoch": [*_S3_KEYS, "batch_size", "seed", "shuffle_buffer", "s3_warmup_s",
+                 "s3_seconds", "s3_windows", "s3_repeats"],
+    "s3_train": [*_S3_KEYS, "batch_size", "seed", "au_batches", "prefetch"],
+}  # fmt: skip
 _CACHED = ("read", "one_read", "epoch", "train")
 #: config keys that change what each kind of timed job measures: changing one reruns only the
 #: jobs whose kind lists it (store options are added per format and mode)
@@ -307,12 +317,17 @@ class Plan:
             return {k: [] for k in ("upload", "read", "epochs", "training", "probes")}
         most = {"readers": [max(c["s3_readers"])], "rif": [max(c["s3_requests_in_flight"])]}
         streams = [f for f in c["s3_formats"] if stores.streams(f)]
+        # requests in flight are a knob only where a reader's pool applies them (Lance keeps
+        # its own depth, h5py one read at a time): the others are read at 1
+        pooled = [f for f in c["s3_formats"] if stores.FORMATS[f].s3_in_flight == "pool"]
+        fixed = [f for f in c["s3_formats"] if f not in pooled]
         nets = itertools.product(c["s3_latency_ms"], c["s3_bandwidth_mbps"])
         return {
             "upload": self._s3("upload", ""),
             "read": self._s3("read_many", ""),
-            "epochs": self._s3("epoch", "shuffled_r{readers}_q{rif}_",
+            "epochs": self._s3("epoch", "shuffled_r{readers}_q{rif}_", pooled,
                                readers=c["s3_readers"], rif=c["s3_requests_in_flight"])
+            + self._s3("epoch", "shuffled_r{readers}_q1_", fixed, readers=c["s3_readers"])
             + self._s3("epoch", "buffered_r{readers}_q1_", streams, readers=c["s3_readers"]),
             "training": self._s3("train", "r{readers}_q{rif}_{compute:g}s_", **most,
                                  compute=c["computation_time"]),
@@ -366,7 +381,8 @@ class Plan:
         if sizes.is_encoded(data) and kind.startswith("read"):
             keys["decoder"] = self.config["decoder"]  # only encoded reads decode
         ident = {"format": fmt, "mode": mode, "kind": kind}
-        return config_hash({**keys, **self.store_options(fmt, mode), **ident})
+        options = self.store_options(fmt, mode) if fmt in stores.FORMATS else {}
+        return config_hash({**keys, **options, **ident})
 
     def measure_params(self, kind: str) -> dict[str, Any]:
         """The config keys of one kind of job, as rule params (Snakemake reruns on change)."""

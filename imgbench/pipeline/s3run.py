@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from imgbench.core.errors import BenchError
 from imgbench.stores.s3 import SeaweedServer
 
 ENV_ENDPOINT = "IMGBENCH_S3_ENDPOINT"  # read by imgbench.experiments.s3 (the same name)
@@ -52,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"s3run: {args.data} is in use by another S3 run; wait for it", file=sys.stderr)
             return 1
         server = SeaweedServer(args.data, bucket=args.bucket)
-        with server:
+        try:
+            server.start()
+        except BenchError as exc:
+            print(f"s3run: {exc}", file=sys.stderr)
+            return 1
+        try:
             print(f"s3run: SeaweedFS S3 ready at {server.endpoint} (data in {args.data})",
                   file=sys.stderr)  # fmt: skip
             env = {**os.environ, ENV_ENDPOINT: server.endpoint,
@@ -64,10 +70,16 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 return proc.wait()
             except KeyboardInterrupt:  # Snakemake got the same SIGINT: let it finish its exit
+                # further signals must not cut this wait short: the server outlives the
+                # command until it has exited
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 proc.send_signal(signal.SIGINT)
                 return proc.wait()
             finally:
                 print("s3run: stopping the server", file=sys.stderr)
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":

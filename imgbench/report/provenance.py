@@ -256,7 +256,12 @@ def collect(
         "memory_cgroup": _cgroup_info(),
         "git": _git_info(Path(repo_dir)),
         "hostname": _safe(socket.gethostname),
-        "config": config,
+        # an endpoint URL may carry user:password@: never recorded (the hash is of the
+        # config as given, so a publication still matches its run)
+        "config": {
+            k: re.sub(r"//[^/@]*@", "//", v) if k == "s3_endpoint" and v else v
+            for k, v in config.items()
+        },  # fmt: skip
         "config_hash": config_hash(config),
     }
 

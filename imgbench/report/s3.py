@@ -30,7 +30,8 @@ from imgbench.report.load import provenance
 #: the table's columns, in order (extra keys of the results are left out)
 COLUMNS = [
     "data", "format", "mode", "operation", "storage", "latency_ms", "bandwidth_mbps",
-    "readers", "requests_in_flight", "access", "pattern", "n_images", "images_per_s",
+    "readers", "requests_in_flight", "in_flight_by", "access", "pattern", "n_images",
+    "images_per_s",
     "images_per_s_min", "images_per_s_max", "n_samples", "requests_per_image",
     "bytes_per_image", "limit", "limit_value", "limit_fraction", "stage_s", "stage_bytes",
     "images_per_s_with_stage", "upload_s", "upload_mb_s", "objects", "store_bytes", "au",
@@ -66,7 +67,10 @@ def _limit(row: dict, probe: dict | None, store_bytes: float | None) -> None:
     ips = row.get("images_per_s")
     whole = row["operation"] == "read_many" and row["access"] != "object"
     if row["access"] in ("object", "range") and row["operation"] != "train" and not whole:
-        key = f"r{int(row.get('readers') or 1)}_q{int(row['requests_in_flight'])}"
+        depth = int(row["requests_in_flight"])
+        if row.get("in_flight_by") == "library":  # its own scheduler: the deepest probed
+            depth = max(int(k.split("_q")[1]) for k in x["small_get_per_s"])
+        key = f"r{int(row.get('readers') or 1)}_q{depth}"
         rate = x["small_get_per_s"].get(key)
         row["limit"] = f"small-object GETs/s at {key.replace('_', ' x ')}"
         row["limit_value"] = rate

@@ -72,6 +72,9 @@ class Format:
     #: :mod:`imgbench.stores.remote`; empty: it is not measured there, ``s3_why_not`` says why
     s3: str = ""
     s3_why_not: str = ""
+    #: how its S3 reader keeps requests in flight: "pool" (``s3_requests_in_flight`` threads
+    #: per reader), "library" (the library's own scheduler), "serial" (one at a time)
+    s3_in_flight: str = "pool"
 
 
 _POSITIVE = {"minimum": 1}
@@ -123,6 +126,7 @@ FORMATS: dict[str, Format] = {
     ),
     "hdf5": Format(
         s3="hdf5:RemoteHdf5",
+        s3_in_flight="serial",
         classes={"article": "hdf5:ArticleHdf5", "tuned": "hdf5:TunedHdf5"},
         options=(
             Option(
@@ -227,6 +231,7 @@ FORMATS: dict[str, Format] = {
     ),
     "lance": Format(
         s3="lance:RemoteLance",
+        s3_in_flight="library",
         classes={"tuned": "lance_store:TunedLance"},
         options=(
             Option(

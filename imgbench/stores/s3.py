@@ -34,6 +34,7 @@ import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -53,16 +54,10 @@ from requests.adapters import HTTPAdapter
 from requests_aws4auth import AWS4Auth
 
 from imgbench.core.errors import StoreError
+from imgbench.stores import s3proxy
 
-__all__ = [
-    "Credentials",
-    "Proxy",
-    "S3Client",
-    "S3Target",
-    "SeaweedServer",
-    "free_ports",
-    "weed_binary",
-]
+__all__ = ["Credentials", "Proxy", "S3Client", "S3Target", "SeaweedServer", "free_ports",
+           "redact", "weed_binary"]  # fmt: skip
 
 DURABILITY = "acknowledged in page cache, not fsynced (SeaweedFS S3 PUT default)"
 #: the weed services this module starts, in the order their ports are passed
@@ -192,19 +187,23 @@ class S3Client:
     def delete(self, key: str) -> None:
         self._request("DELETE", key, "DELETE", ok=(200, 204))
 
-    def list(self, prefix: str) -> dict[str, int]:
-        """Every object under ``prefix``: key -> size (ListObjectsV2, page by page)."""
+    def list(self, prefix: str, max_keys: int | None = None) -> dict[str, int]:
+        """Every object under ``prefix`` (or the first ``max_keys``): key -> size
+        (ListObjectsV2, page by page)."""
         out: dict[str, int] = {}
         token: str | None = None
         while True:
             params = {"list-type": "2", "prefix": prefix}
+            if max_keys:
+                params["max-keys"] = str(max_keys)
             if token:
                 params["continuation-token"] = token
             root = ET.fromstring(self._request("GET", None, "LIST", params=params).content)
             ns = root.tag.partition("}")[0] + "}" if root.tag.startswith("{") else ""
             for item in root.iter(f"{ns}Contents"):
                 out[item.findtext(f"{ns}Key") or ""] = int(item.findtext(f"{ns}Size") or 0)
-            if (root.findtext(f"{ns}IsTruncated") or "false").lower() != "true":
+            more = (root.findtext(f"{ns}IsTruncated") or "false").lower() == "true"
+            if not more or (max_keys and len(out) >= max_keys):
                 return out
             token = root.findtext(f"{ns}NextContinuationToken")
 
@@ -419,6 +418,19 @@ class SeaweedServer:
         self.stop()
 
 
+def _line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of a child's stdout, or "" if none comes within *timeout* seconds."""
+    if proc.stdout is None:
+        return ""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else ""
+
+
+def redact(url: str) -> str:
+    """A URL without any user:password@ part (safe for messages and provenance)."""
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
 class Proxy:
     """The delaying, rate-limiting proxy of :mod:`imgbench.stores.s3proxy` in front of
     ``endpoint``, in its own process; a context manager."""
@@ -426,7 +438,11 @@ class Proxy:
     def __init__(self, endpoint: str, rtt_ms: float = 0.0, bandwidth_mbps: float = 0.0):
         m = re.fullmatch(r"http://([^:/]+):(\d+)/?", endpoint)
         if not m:
-            raise StoreError(f"proxy target {endpoint!r}: want http://HOST:PORT")
+            raise StoreError(
+                f"S3 endpoint {redact(endpoint)!r}: the delaying proxy forwards plain "
+                "http://HOST:PORT only; for an https endpoint set s3_latency_ms=[0] and "
+                "s3_bandwidth_mbps=[0] (its own network is the network)"
+            )
         self.target = f"{m[1]}:{m[2]}"
         self.rtt_ms, self.bandwidth_mbps = rtt_ms, bandwidth_mbps
         self.proc: subprocess.Popen[str] | None = None
@@ -437,10 +453,10 @@ class Proxy:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Proxy:
-        args = [sys.executable, "-m", "imgbench.stores.s3proxy", self.target,
+        args = [sys.executable, "-m", s3proxy.__name__, self.target,
                 f"--rtt-ms={self.rtt_ms}", f"--mbps={self.bandwidth_mbps}"]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        line = _line(self.proc, 30.0)
         if not line.startswith("listening "):
             self.stop()
             raise StoreError(f"s3 proxy did not start (said {line.strip()!r})")
@@ -453,7 +469,10 @@ class Proxy:
         if self.proc is None or self.proc.stdout is None or self.proc.poll() is not None:
             raise StoreError("s3 proxy is not running: no counts to read")
         self.proc.send_signal(signal.SIGUSR1)
-        return json.loads(self.proc.stdout.readline())
+        line = _line(self.proc, 30.0)
+        if not line:
+            raise StoreError("s3 proxy did not report its counts within 30 s")
+        return json.loads(line)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

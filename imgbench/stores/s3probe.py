@@ -101,14 +101,22 @@ def small_rate_procs(
             os._exit(0)
 
     kids = [ctx.Process(target=child) for _ in range(procs)]
-    for k in kids:
-        k.start()
-    rates = [results.get() for _ in kids]
-    for k in kids:
-        k.join()
+    try:
+        for k in kids:
+            k.start()
+        deadline = time.monotonic() + seconds + 120  # barrier, window, the last requests
+        for k in kids:  # a child that dies without a word (killed) ends the wait too
+            k.join(max(0.0, deadline - time.monotonic()))
+        rates = [results.get() for _ in kids if not results.empty()]
+    finally:
+        for k in kids:
+            if k.is_alive():
+                k.kill()
+                k.join()
     bad = [r for r in rates if isinstance(r, str)]
-    if bad:
-        raise StoreError(f"probe of {client.uri()}: a reader process failed: {bad[0]}")
+    if bad or len(rates) < procs:
+        why = bad[0] if bad else f"exit codes {[k.exitcode for k in kids]}"
+        raise StoreError(f"probe of {client.uri()}: a reader process failed: {why}")
     return float(sum(rates))
 
 
@@ -131,6 +139,29 @@ def large_bandwidth(client: S3Client, seconds: float, size: int) -> float:
         client.get(LARGE, size)
         n += 1
     return n * size / (time.perf_counter() - start) / 1e6
+
+
+def large_bandwidth_parallel(
+    client: S3Client, streams: int, seconds: float, size: int, part: int = 8 << 20
+) -> float:
+    """MB/s of ``streams`` threads each GETting 8 MiB ranges of the large object, one after
+    another (what a reader with many requests in flight, or a download in parts, can get)."""
+    parts = max(1, size // part)
+    done = [0] * streams
+    client.get(LARGE, part, start=0)  # connections open in the timed loop, once each
+
+    def worker(w: int) -> None:
+        end = time.perf_counter() + seconds
+        k = w
+        while time.perf_counter() < end:
+            client.get(LARGE, part, start=(k % parts) * part)
+            done[w] += part
+            k += streams
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(streams) as pool:
+        list(pool.map(worker, range(streams)))
+    return sum(done) / (time.perf_counter() - start) / 1e6
 
 
 def _measure(client: S3Client, seconds: float, sizes: dict[str, int]) -> dict[str, float]:

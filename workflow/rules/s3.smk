@@ -30,9 +30,9 @@ rule s3_probe:
             "readers": config["s3_readers"],
             "depths": config["s3_requests_in_flight"],
             "seconds": config["s3_probe_seconds"],
-            "small_bytes": 3072,
+            "small_bytes": int(sizes.image_bytes(PLAN.s3_data)),
         },
-        config_hash="s3_probe",
+        config_hash=PLAN.measure_hash("s3_probe", "probe", "tuned", PLAN.s3_data),
     script:
         "../scripts/step.py"
 
@@ -59,7 +59,7 @@ rule s3_upload:
         warmup=0,
         options=store_options,
         requests_in_flight=max(config["s3_requests_in_flight"]),
-        config_hash=measure_hash("build"),
+        config_hash=measure_hash("s3_upload"),
     script:
         "../scripts/step.py"
 
@@ -87,7 +87,7 @@ rule s3_read_many:
         warmup=0,
         options=store_options,
         requests_in_flight=max(config["s3_requests_in_flight"]),
-        config_hash=measure_hash("read_warm"),
+        config_hash=measure_hash("s3_read"),
     script:
         "../scripts/step.py"
 
@@ -120,7 +120,7 @@ rule s3_epoch:
         s3_warmup_s=config["s3_warmup_s"],
         s3_seconds=config["s3_seconds"],
         s3_windows=config["s3_windows"],
-        config_hash=measure_hash("epoch_warm"),
+        config_hash=measure_hash("s3_epoch"),
     script:
         "../scripts/step.py"
 
@@ -151,7 +151,7 @@ rule s3_train:
         seed=config["seed"],
         au_batches=config["au_batches"],
         prefetch=config["prefetch"],
-        config_hash=measure_hash("train_warm"),
+        config_hash=measure_hash("s3_train"),
     script:
         "../scripts/step.py"
 

@@ -343,8 +343,8 @@ class RemoteFeather(_ArrowRemote):
     reader_class = _FeatherReader
     in_flight = (
         "a pool of requests_in_flight threads per reader, each reading one touched record "
-        "batch whole (pyarrow: a GET of its metadata, a GET of its body) through its own IPC "
-        "file reader; at most as many in flight as the batch touches record batches"
+        "batch whole (its metadata and body in one ranged GET) through its own IPC file "
+        "reader; at most as many in flight as the batch touches record batches"
     )
     tuned_for_s3 = (
         "feather_batch_images is the unit of a read (IPC has no row-level reads; a touched "

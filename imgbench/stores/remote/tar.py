@@ -166,9 +166,10 @@ class RemoteTar(RemoteStore):
         "each; full read and streamed epochs: requests_in_flight whole-shard GETs at once"
     )
     tuned_for_s3 = (
-        "tar_shard_images (built at 10,000: ~51 MB CIFAR shards, 10 at 100k) sets the "
-        "streamed GET size (large enough to run at large-object bandwidth) and how many "
-        "shards readers can split; ustar members at a fixed stride make each image one "
+        "tar_shard_images sets the streamed GET size and how many shards readers can split: "
+        "profiles/s3 builds 1,000 (~4 MB CIFAR shards, 10 for its 10,000-image store, so 2 "
+        "readers split them; the local default 10,000 would make that store one shard); "
+        "ustar members at a fixed stride make each image one "
         "contiguous range by the index, so a batch reads no padding"
     )
 
