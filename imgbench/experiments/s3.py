@@ -226,32 +226,34 @@ def _wait(until: float, out: access.Epoch) -> bool:
 
 def _time_box(
     job: Job, remote: RemoteStore, parts: list[np.ndarray], out: access.Epoch, proxy: Proxy
-) -> tuple[list[float], dict[str, int], dict[str, int], str]:
+) -> tuple[list[float], dict[str, int] | None, dict[str, int] | None, str]:
     """Run the epoch for a warm-up and a timed window in parts; the ticks, the proxy's counts
-    at the window's ends, and how the epoch ended ("" = still running at the end)."""
+    before the readers start and after they have stopped (a reader finishes the batch it is
+    in: every request then belongs to a completed batch), and how the epoch ended ("" =
+    still running at the end of the window)."""
     t0 = time.perf_counter()
     c0 = proxy.stats()
     with access.epoch_in_background(remote, remote.target.url(), parts, job.readers,
                                     job.reader_kind, out):  # fmt: skip
         ended = "warmup" if _wait(t0 + job.capped_warmup_s, out) else ""
         if ended:
-            ticks, c_start = [t0, t0], c0
+            ticks = [t0, t0]
         else:
-            ticks, c_start = [time.perf_counter()], proxy.stats()
+            ticks = [time.perf_counter()]
             for k in range(1, job.capped_windows + 1):
                 done = _wait(ticks[0] + job.capped_seconds * k / job.capped_windows, out)
                 ticks.append(time.perf_counter())
                 if done:
                     ended = "window"
                     break
-        c_end = proxy.stats()
         out.stop[0] = 1
+    c1 = proxy.stats()
     if ended:  # the window ends with the epoch's last batch, not at the poll
         last = float(np.nanmax(out.done_at))
         if last <= ticks[0]:
-            ended, ticks, c_start = "warmup", [t0, t0], c0
+            ended, ticks = "warmup", [t0, t0]
         ticks[-1] = last
-    return ticks, c_start, c_end, ended
+    return ticks, c0, c1, ended
 
 
 def s3_epoch(job: Job) -> dict[str, Any]:
@@ -274,7 +276,7 @@ def s3_epoch(job: Job) -> dict[str, Any]:
         if remote.access == "staged":  # the readers train from the downloaded copy
             _staged(res, remote)
             res.extra["stage_resident"] = cache.resident_fraction(cache.store_files(Path(t)))
-        ticks, c_start, c_end, ended = _time_box(job, remote, parts, out, proxy)
+        ticks, c0, c1, ended = _time_box(job, remote, parts, out, proxy)
 
     done = np.isfinite(out.done_at)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -295,7 +297,9 @@ def s3_epoch(job: Job) -> dict[str, Any]:
         for a, b, k in zip(ticks[:-1], ticks[1:], in_window, strict=True)
         if k
     ]
-    _counted(res, c_start, c_end, images)
+    # requests and bytes per image over every completed batch (warm-up, window and the
+    # batches finished after the stop), the readers' opening requests included
+    _counted(res, c0, c1, int(sizes[done].sum()))
     ips = images / seconds if images and seconds > 0 else None
     res.extra.update(images_per_s=ips, window_images=images, window_seconds=seconds,
                      window_parts=in_window, epoch_ended=ended or None,
