@@ -27,7 +27,8 @@ def _row(fmt: str, op: str, lat: float = 10.0, **extra) -> dict:
 
 def _probe(lat: float = 10.0) -> dict:
     return {"extra": {"latency_ms": lat, "bandwidth_mbps": 1000.0, "one_get_ms": lat + 3,
-                      "small_get_per_s": {"r1_q1": 100.0, "r2_q4": 400.0, "r1_q4": 250.0},
+                      "small_get_per_s": {"r1_q1": 100.0, "r2_q4": 400.0, "r1_q4": 250.0,
+                                          "r2_q1": 450.0, "r2_q16": 900.0},
                       "large_get_mb_s": 100.0,
                       "proxy_overhead": [{"path": "direct", "small_get_per_s_qd1": 300.0,
                                           "large_get_mb_s": 200.0}]}}  # fmt: skip
@@ -59,8 +60,8 @@ def _one(df: pd.DataFrame, fmt: str, op: str) -> pd.Series:
 
 def test_each_row_is_beside_its_matching_limit(table):
     png = _one(table, "png", "read_epoch")
-    assert png["limit"] == "small-object GETs/s at r2 x q4"
-    assert png["limit_fraction"] == pytest.approx(200 / 400)
+    assert png["limit"] == "small-object GETs/s, 2 x up to 4 in flight"
+    assert png["limit_fraction"] == pytest.approx(200 / 450)  # r2 x 1 beat r2 x 4; not r2 x 16
     assert _one(table, "png", "read_many")["limit_fraction"] == pytest.approx(125 / 250)
     tar = _one(table, "tar", "read_epoch")  # 100 MB/s / 4,000 B = 25,000 images/s
     assert tar["limit_value"] == pytest.approx(25_000)
@@ -92,13 +93,13 @@ def test_a_library_scheduled_reader_is_held_to_the_deepest_probe():
     row = _row("lance", "read_epoch", access="range", readers=2, rif=1, pattern="shuffled",
                images_per_s=300.0, in_flight_by="library")  # fmt: skip
     df = s3_table([row], [_probe()])
-    assert df.iloc[0]["limit"] == "small-object GETs/s at r2 x q4"  # not r2 x q1
-    assert df.iloc[0]["limit_fraction"] == pytest.approx(300 / 400)
+    assert df.iloc[0]["limit"] == "small-object GETs/s, 2 x up to 16 in flight"  # not 2 x 1
+    assert df.iloc[0]["limit_fraction"] == pytest.approx(300 / 900)
 
 
 def test_summary_section_and_limits(table):
     lines = "\n".join(s3_md(table, probe_table([_probe()])))
-    assert "| png | 10 ms |" in lines and "200 @ 4 (0.5, 1)" in lines
+    assert "| png | 10 ms |" in lines and "200 @ 4 (0.44, 1)" in lines
     lim = probe_table([_probe()])
     assert set(lim["path"]) == {"proxy", "direct"}
     assert lim.loc[lim["path"] == "direct", "small_get_per_s_r1_q1"].iloc[0] == 300.0

@@ -181,12 +181,16 @@ def s3_upload(job: Job) -> dict[str, Any]:
     return res.save(job.result)
 
 
-def _staged(res: Result, remote: RemoteStore) -> float:
-    """Download a staged store (timed, counted in the row); its seconds."""
+def _staged(res: Result, remote: RemoteStore, proxy: Proxy | _Direct) -> float:
+    """Download a staged store (timed, its requests counted in the row); its seconds."""
+    c0 = proxy.stats()
     t0 = time.perf_counter()
     info = remote.stage() or {}
     seconds = time.perf_counter() - t0
+    c1 = proxy.stats()
     res.extra.update(stage_s=seconds, **{k: v for k, v in info.items() if k != "stage_s"})
+    if c0 is not None and c1 is not None:
+        res.extra["stage_requests"] = c1["requests"] - c0["requests"]
     return seconds
 
 
@@ -203,7 +207,7 @@ def s3_read_many(job: Job) -> dict[str, Any]:
             stage = Path(t) / f"stage{repeat}"
             remote = _remote(job, target, stage)
             t0 = time.perf_counter()
-            staged = _staged(res, remote) if remote.access == "staged" else 0.0
+            staged = _staged(res, remote, proxy) if remote.access == "staged" else 0.0
             images, labels = remote.read_all()
             res.samples.append(time.perf_counter() - t0)
             res.extra.setdefault("stage_samples", []).append(staged)
@@ -274,7 +278,7 @@ def s3_epoch(job: Job) -> dict[str, Any]:
     with network(job) as (proxy, target), tempfile.TemporaryDirectory(dir=job.result.parent) as t:
         remote = _remote(job, target, Path(t) / "stage")
         if remote.access == "staged":  # the readers train from the downloaded copy
-            _staged(res, remote)
+            _staged(res, remote, proxy)
             res.extra["stage_resident"] = cache.resident_fraction(cache.store_files(Path(t)))
         ticks, c0, c1, ended = _time_box(job, remote, parts, out, proxy)
 
@@ -355,7 +359,7 @@ def s3_train(job: Job) -> dict[str, Any]:
     with network(job) as (proxy, target), tempfile.TemporaryDirectory(dir=job.result.parent) as t:
         remote = _remote(job, target, Path(t) / "stage")
         if remote.access == "staged":
-            _staged(res, remote)
+            _staged(res, remote, proxy)
         c0 = proxy.stats()
         t0 = time.perf_counter()
         au = access.run_training(remote, target.url(), parts, job.readers, job.reader_kind,

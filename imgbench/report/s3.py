@@ -4,7 +4,8 @@ Every S3 row is put beside the object store's own limit at the same round trip a
 bandwidth, probed in the same run (:mod:`imgbench.experiments.s3_limits`):
 
 * ``object`` and ``range`` epoch rows (one GET per image or per range): images/s over the
-  small-object GET rate at the same readers x requests in flight; with one request per image,
+  small-object GET rate with the same readers and up to the same requests in flight (the
+  best probed depth not above it); with one request per image,
   1.0 is the most a format can reach; ``requests_per_image`` says how many GETs an image cost
   (a PNG full read likewise, one reader);
 * ``stream`` rows (whole shards) and full reads of the other formats (whole objects or large
@@ -68,11 +69,16 @@ def _limit(row: dict, probe: dict | None, store_bytes: float | None) -> None:
     whole = row["operation"] == "read_many" and row["access"] != "object"
     if row["access"] in ("object", "range") and row["operation"] != "train" and not whole:
         depth = int(row["requests_in_flight"])
+        probed = {tuple(int(v) for v in k[1:].split("_q")): rate
+                  for k, rate in x["small_get_per_s"].items()}  # fmt: skip
         if row.get("in_flight_by") == "library":  # its own scheduler: the deepest probed
-            depth = max(int(k.split("_q")[1]) for k in x["small_get_per_s"])
-        key = f"r{int(row.get('readers') or 1)}_q{depth}"
-        rate = x["small_get_per_s"].get(key)
-        row["limit"] = f"small-object GETs/s at {key.replace('_', ' x ')}"
+            depth = max(q for _, q in probed)
+        readers = int(row.get("readers") or 1)
+        # the most the client got with up to this many requests in flight (a reader at
+        # depth q could keep fewer going; the probe's own rate dips at 64 threads per core)
+        at = [rate for (r, q), rate in probed.items() if r == readers and q <= depth]
+        rate = max(at) if at else None
+        row["limit"] = f"small-object GETs/s, {readers} x up to {depth} in flight"
         row["limit_value"] = rate
         row["limit_fraction"] = ips / rate if ips and rate else None
     elif row["access"] in ("stream", "range") and store_bytes and row["operation"] != "train":
