@@ -38,7 +38,7 @@ _NOISE = re.compile(
 #: The line of a job's log that says when it ran (written by :func:`imgbench.pipeline.snake.run`).
 _WINDOW = re.compile(r"job window: (\d+(?:\.\d+)?) (\d+(?:\.\d+)?)")
 #: untimed summary jobs that later report code may rerun: their windows are not the run's
-_REWRITTEN = {"tables", "figures", "provenance", "publish"}
+_REWRITTEN = {"tables", "figures", "provenance", "publish", "s3_report", "s3_publish"}
 #: Where figures go inside a published run (tables, summary.md and provenance.json at its top).
 FIGURES = "figures"
 
