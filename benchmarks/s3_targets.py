@@ -2,7 +2,8 @@
 
 Prints, per format and round trip: upload seconds; full read images/s; the best shuffled
 epoch with 1 and 2 readers (images/s, at which requests in flight, as a fraction of the
-probe's matching limit, requests per image); then the two targets at the given round trip
+probe's matching limit, requests per image; a staged format with its download counted);
+tar's streamed epochs; the probe's limits; then the two targets at the given round trip
 (default 10 ms), 2 readers:
 
 * PNG (one object per image) at its best requests in flight reaches >= 50 % of the probe's
@@ -40,13 +41,13 @@ def per_format(df: pd.DataFrame) -> pd.DataFrame:
             "format": fmt,
             "latency_ms": lat,
             "access": ", ".join(sorted(set(g.loc[g["operation"] != "write_many", "access"]))),
-            "upload_s": up["upload_s"].iloc[0] if len(up) else None,
-            "full_read_img_s": full["images_per_s"].iloc[0] if len(full) else None,
+            "upload_s": round(float(up["upload_s"].iloc[0]), 2) if len(up) else None,
+            "full_read_img_s": round(float(full["images_per_s"].iloc[0])) if len(full) else None,
             "full_read_of_limit": _pct(full["limit_fraction"].iloc[0]) if len(full) else "",
         }
         for r in (1, 2):
             ep = g[(g["operation"] == "read_epoch") & (g["readers"] == r)]
-            ep = ep.dropna(subset=["images_per_s"])
+            ep = ep[ep["pattern"] == "shuffled"].dropna(subset=["images_per_s"])
             if not len(ep):
                 continue
             staged = ep["access"].eq("staged").all()
@@ -54,11 +55,21 @@ def per_format(df: pd.DataFrame) -> pd.DataFrame:
             b = ep.loc[ep[metric].idxmax()]
             row[f"epoch_{r}r_img_s"] = round(float(b[metric]))
             row[f"epoch_{r}r_rif"] = int(b["requests_in_flight"])
-            row[f"epoch_{r}r_pattern"] = b["pattern"]
             row[f"epoch_{r}r_of_limit"] = _pct(b["limit_fraction"])
             row[f"epoch_{r}r_req_per_img"] = round(float(b["requests_per_image"]), 3)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def streamed(df: pd.DataFrame) -> pd.DataFrame:
+    """The streamed epochs (tar's whole shards through a shuffle buffer), whole epochs."""
+    st = df[df["pattern"] == "buffered"]
+    cols = ["format", "latency_ms", "readers", "images_per_s", "limit_fraction",
+            "requests_per_image"]  # fmt: skip
+    out = st[cols].copy()
+    out["images_per_s"] = out["images_per_s"].round()
+    out["limit_fraction"] = out["limit_fraction"].map(_pct)
+    return out
 
 
 def targets(df: pd.DataFrame, lat: float) -> list[str]:
@@ -97,6 +108,8 @@ def main() -> None:
     args = ap.parse_args()
     df = pd.read_csv(args.run / "s3.csv")
     print(per_format(df).to_markdown(index=False))
+    print()
+    print(streamed(df).to_markdown(index=False))
     print()
     lim = pd.read_csv(args.run / "limits.csv")
     print(
