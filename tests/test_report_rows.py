@@ -183,7 +183,7 @@ def test_write_tables_says_when_rows_come_from_two_commits(tmp_path):
         p.write_text(json.dumps(result(commit, data=data)))
         paths.append(p)
     names = ["samples", "summary", "disk", "article", "claims", "reproduction", "access", "au"]
-    outputs = {k: tmp_path / f"{k}.csv" for k in [*names, "writers", "capped", "payload"]}
+    outputs = {k: tmp_path / f"{k}.csv" for k in [*names, "writers", "capped", "payload", "s3"]}
     write_tables(paths, [], [], [], [], markdown=tmp_path / "summary.md", **outputs)
     md = (tmp_path / "summary.md").read_text()
     assert "rows come from 2 commits (a1, b2)" in md
