@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import socket
 import statistics
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,25 +18,13 @@ from imgbench.core.errors import StoreError
 from imgbench.stores import s3probe
 from imgbench.stores.s3 import Credentials, Proxy, S3Client, SeaweedServer, port_open, weed_binary
 from imgbench.stores.s3proxy import Link
-
-
-def _weed_runs() -> str | None:
-    """Why the weed binary cannot run here, or None."""
-    try:
-        weed = weed_binary()
-        subprocess.run([weed, "version"], capture_output=True, check=True, timeout=60)
-    except (StoreError, OSError, subprocess.SubprocessError) as e:
-        return f"SeaweedFS cannot run here: {e}"
-    return None
+from tests.conftest import weed_runs
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    reason = _weed_runs()
-    if reason:
-        pytest.skip(reason)
-    with SeaweedServer(tmp_path_factory.mktemp("seaweed")) as srv:
-        yield srv
+def server(s3_server) -> SeaweedServer:
+    """The session's server (tests/conftest.py); tests that stop one start their own."""
+    return s3_server
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +195,7 @@ def test_probe_reports_positive_limits(client):
 
 
 def test_stop_leaves_no_process_port_or_file(tmp_path):
-    reason = _weed_runs()
+    reason = weed_runs()
     if reason:
         pytest.skip(reason)
     with SeaweedServer(tmp_path) as srv:

@@ -69,6 +69,56 @@ class Epoch:
         self.stop.fill(0)
 
 
+#: how often a time box looks whether the epoch is done
+POLL_S = 0.02
+
+
+def wait_done(until: float, out: Epoch) -> bool:
+    """Sleep until *until* (perf_counter) or the epoch is done; True if the epoch is done."""
+    while time.perf_counter() < until:
+        if np.isfinite(out.done_at).all():
+            return True
+        time.sleep(POLL_S)
+    return bool(np.isfinite(out.done_at).all())
+
+
+def timed_windows(out: Epoch, start: float, seconds: float, parts: int) -> tuple[list[float], str]:
+    """A time box's timed window from *start*, in *parts* equal parts: the ticks at each
+    part's end, and "window" if the epoch ended inside it (then at the last tick), else ""."""
+    ticks = [start]
+    for k in range(1, parts + 1):
+        done = wait_done(start + seconds * k / parts, out)
+        ticks.append(time.perf_counter())
+        if done:
+            return ticks, "window"
+    return ticks, ""
+
+
+def completed_positions(out: Epoch, sizes: np.ndarray) -> np.ndarray:
+    """Output positions of every batch that completed (a time-boxed epoch stops early):
+    what is verified and counted afterwards."""
+    done = np.isfinite(out.done_at)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return np.array(
+        [i for s, k in zip(starts[done], sizes[done], strict=True) for i in range(s, s + k)],
+        dtype=np.int64,
+    )
+
+
+def window_parts(
+    out: Epoch, sizes: np.ndarray, ticks: list[float], n: int
+) -> tuple[list[int], list[float]]:
+    """Images completed in each part of a timed window, and each part's rate as the seconds
+    a whole epoch of *n* images takes at it (epoch rows time whole epochs; a part with no
+    completed batch gives no rate)."""
+    counts = [
+        int(sizes[(out.done_at > a) & (out.done_at <= b)].sum())
+        for a, b in zip(ticks[:-1], ticks[1:], strict=True)
+    ]
+    rates = [n * (b - a) / k for a, b, k in zip(ticks[:-1], ticks[1:], counts, strict=True) if k]
+    return counts, rates
+
+
 def _layout(parts: list[np.ndarray], readers: int) -> tuple[list[int], list[range]]:
     """Where each batch starts in the output, and each reader's interleaved share."""
     starts = [int(x) for x in np.cumsum([0] + [len(p) for p in parts[:-1]])]

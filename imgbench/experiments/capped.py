@@ -52,7 +52,6 @@ GOVERN_S = 0.005
 #: faults wait for the governor); the store's capped pages are that reserve, so a cap below
 #: this (a tiny store) is raised to it: the row's resident_peak shows what was held.
 FLOOR = 32 << 20
-POLL_S = 0.02
 
 
 class _Governor(threading.Thread):
@@ -97,15 +96,6 @@ class _Governor(threading.Thread):
             self.error = f"{type(exc).__name__}: {exc}"
             self.cap.set_limit(None)
             raise
-
-
-def _wait(until: float, out: access.Epoch) -> bool:
-    """Sleep until *until* (monotonic) or the epoch is done; True if the epoch is done."""
-    while time.perf_counter() < until:
-        if np.isfinite(out.done_at).all():
-            return True
-        time.sleep(POLL_S)
-    return bool(np.isfinite(out.done_at).all())
 
 
 def _counters(store: Path | None) -> tuple[int, int]:
@@ -177,20 +167,17 @@ def read_capped(job: Job) -> dict[str, Any]:
                 out,
                 child_init=lambda: cap.enter(os.getpid()),
             ):
-                ended = "warmup" if _wait(t0 + job.capped_warmup_s, out) else ""
+                ended = "warmup" if access.wait_done(t0 + job.capped_warmup_s, out) else ""
                 if ended:  # the whole epoch fit in the warm-up: it is the window
                     ticks, c_start, resident_start = [t0, t0], c0, res.resident_fraction[0]
                 else:
                     # mincore opens every store file: before the window, never inside it
                     resident_start = cache.resident_fraction(files)
                     governor.reset()
-                    ticks, c_start = [time.perf_counter()], _counters(counted)
-                    for k in range(1, job.capped_windows + 1):
-                        done = _wait(ticks[0] + job.capped_seconds * k / job.capped_windows, out)
-                        ticks.append(time.perf_counter())
-                        if done:
-                            ended = "window"
-                            break
+                    start, c_start = time.perf_counter(), _counters(counted)
+                    ticks, ended = access.timed_windows(
+                        out, start, job.capped_seconds, job.capped_windows
+                    )
                 c_end = _counters(counted)
                 out.stop[0] = 1
             if ended:  # the window ends with the epoch's last batch, not at the poll
@@ -207,12 +194,7 @@ def read_capped(job: Job) -> dict[str, Any]:
         hits = cap.limit_hits()
 
     # Untimed: every completed batch, against the source, at its positions in the output.
-    done = np.isfinite(out.done_at)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    positions = np.array(
-        [i for s, k in zip(starts[done], sizes[done], strict=True) for i in range(s, s + k)],
-        dtype=np.int64,
-    )
+    positions = access.completed_positions(out, sizes)
     verify.against_indices(
         job.what,
         (out.images[positions], out.labels[positions]),
@@ -222,20 +204,10 @@ def read_capped(job: Job) -> dict[str, Any]:
     )
     res.verified = True  # every completed batch (none completed: nothing to count either)
 
-    in_window = [
-        int(sizes[(out.done_at > a) & (out.done_at <= b)].sum())
-        for a, b in zip(ticks[:-1], ticks[1:], strict=True)
-    ]
+    in_window, res.samples = access.window_parts(out, sizes, ticks, len(order))
     seconds = ticks[-1] - ticks[0]
     images = sum(in_window)
     read_by_end = int(sizes[out.done_at <= ticks[-1]].sum())
-    # Each sample: the seconds a whole epoch takes at that part's rate (epoch rows time
-    # whole epochs); parts with no completed batch give no rate.
-    res.samples = [
-        len(order) * (b - a) / k
-        for a, b, k in zip(ticks[:-1], ticks[1:], in_window, strict=True)
-        if k
-    ]
     ios, nbytes = c_end[0] - c_start[0], c_end[1] - c_start[1]
     res.resident_fraction = [res.resident_fraction[0], resident_start]
     res.extra.update(

@@ -39,13 +39,9 @@ from imgbench.measure import cache, verify
 from imgbench.measure.results import Result
 from imgbench.stores import FORMATS, get_store, remote_class
 from imgbench.stores.remote.base import RemoteStore
-from imgbench.stores.s3 import DURABILITY, Credentials, Proxy, S3Client, S3Target
+from imgbench.stores.s3 import DURABILITY, ENV_ENDPOINT, Credentials, Proxy, S3Client, S3Target
 
 log = logging.getLogger(__name__)
-
-#: set by the S3 command (imgbench.pipeline.s3run) for the server it started
-ENV_ENDPOINT = "IMGBENCH_S3_ENDPOINT"
-POLL_S = 0.02
 
 
 def endpoint(job: Job) -> str:
@@ -220,14 +216,6 @@ def s3_read_many(job: Job) -> dict[str, Any]:
     return res.save(job.result)
 
 
-def _wait(until: float, out: access.Epoch) -> bool:
-    while time.perf_counter() < until:
-        if np.isfinite(out.done_at).all():
-            return True
-        time.sleep(POLL_S)
-    return bool(np.isfinite(out.done_at).all())
-
-
 def _time_box(
     job: Job, remote: RemoteStore, parts: list[np.ndarray], out: access.Epoch, proxy: Proxy
 ) -> tuple[list[float], dict[str, int] | None, dict[str, int] | None, str]:
@@ -239,17 +227,13 @@ def _time_box(
     c0 = proxy.stats()
     with access.epoch_in_background(remote, remote.target.url(), parts, job.readers,
                                     job.reader_kind, out):  # fmt: skip
-        ended = "warmup" if _wait(t0 + job.capped_warmup_s, out) else ""
+        ended = "warmup" if access.wait_done(t0 + job.capped_warmup_s, out) else ""
         if ended:
             ticks = [t0, t0]
         else:
-            ticks = [time.perf_counter()]
-            for k in range(1, job.capped_windows + 1):
-                done = _wait(ticks[0] + job.capped_seconds * k / job.capped_windows, out)
-                ticks.append(time.perf_counter())
-                if done:
-                    ended = "window"
-                    break
+            ticks, ended = access.timed_windows(
+                out, time.perf_counter(), job.capped_seconds, job.capped_windows
+            )
         out.stop[0] = 1
     c1 = proxy.stats()
     if ended:  # the window ends with the epoch's last batch, not at the poll
@@ -282,32 +266,19 @@ def s3_epoch(job: Job) -> dict[str, Any]:
             res.extra["stage_resident"] = cache.resident_fraction(cache.store_files(Path(t)))
         ticks, c0, c1, ended = _time_box(job, remote, parts, out, proxy)
 
-    done = np.isfinite(out.done_at)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    positions = np.array(
-        [i for s, k in zip(starts[done], sizes[done], strict=True) for i in range(s, s + k)],
-        dtype=np.int64,
-    )
+    positions = access.completed_positions(out, sizes)
     verify.against_indices(job.what, (out.images[positions], out.labels[positions]),
                            src_images, src_labels, order[positions])  # fmt: skip
     res.verified = True
-    in_window = [
-        int(sizes[(out.done_at > a) & (out.done_at <= b)].sum())
-        for a, b in zip(ticks[:-1], ticks[1:], strict=True)
-    ]
+    in_window, res.samples = access.window_parts(out, sizes, ticks, len(order))
     seconds, images = ticks[-1] - ticks[0], sum(in_window)
-    res.samples = [
-        len(order) * (b - a) / k
-        for a, b, k in zip(ticks[:-1], ticks[1:], in_window, strict=True)
-        if k
-    ]
     # requests and bytes per image over every completed batch (warm-up, window and the
     # batches finished after the stop), the readers' opening requests included
-    _counted(res, c0, c1, int(sizes[done].sum()))
+    _counted(res, c0, c1, len(positions))
     ips = images / seconds if images and seconds > 0 else None
     res.extra.update(images_per_s=ips, window_images=images, window_seconds=seconds,
                      window_parts=in_window, epoch_ended=ended or None,
-                     epoch_fraction=float(sizes[done].sum()) / len(order))  # fmt: skip
+                     epoch_fraction=len(positions) / len(order))  # fmt: skip
     if ips and "stage_s" in res.extra:  # one epoch counting the download before it
         res.extra["images_per_s_with_stage"] = job.n / (res.extra["stage_s"] + job.n / ips)
     if not images:

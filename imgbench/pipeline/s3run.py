@@ -23,9 +23,8 @@ import sys
 from pathlib import Path
 
 from imgbench.core.errors import BenchError
-from imgbench.stores.s3 import SeaweedServer
+from imgbench.stores.s3 import ENV_ENDPOINT, SeaweedServer
 
-ENV_ENDPOINT = "IMGBENCH_S3_ENDPOINT"  # read by imgbench.experiments.s3 (the same name)
 DEFAULT_DIR = Path("results/s3/seaweed")
 
 

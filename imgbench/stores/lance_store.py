@@ -101,6 +101,31 @@ def _pixels(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return values[start : start + len(column) * width].reshape(len(column), width)
 
 
+def scan_rows(
+    ds: lance.LanceDataset,
+    n: int,
+    shape: tuple[int, ...],
+    label_dtype: np.dtype,
+    where: str,
+    fix: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every row in store order: one scan, batches copied once into preallocated arrays (the
+    local and the S3 full read); a row count other than *n* fails naming *where* and *fix*."""
+    images = np.empty((n, *shape), dtype=np.uint8)
+    labels = np.empty(n, dtype=label_dtype)
+    flat, pos = images.reshape(n, -1), 0
+    for batch in ds.to_batches(columns=["image", "label"], batch_size=SCAN_BATCH):
+        rows = batch.num_rows
+        if pos + rows > n:
+            raise StoreError(f"{where}: more rows than the {n} in its metadata")
+        flat[pos : pos + rows] = _pixels(batch.column(0))
+        labels[pos : pos + rows] = batch.column(1).to_numpy()
+        pos += rows
+    if pos != n:
+        raise StoreError(f"{where}: read {pos} of {n} rows; {fix}")
+    return images, labels
+
+
 class TunedLance(Store):
     format = "lance"
     mode = "tuned"
@@ -175,22 +200,8 @@ class TunedLance(Store):
 
     def read_many(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         ds, meta = self._open(path)
-        n, shape = int(meta["n"]), tuple(meta["shape"])
-        images = np.empty((n, *shape), dtype=np.uint8)
-        labels = np.empty(n, dtype=np.dtype(meta["label_dtype"]))
-        flat = images.reshape(n, -1)
-        pos = 0
-        # Scanned batches copied once into the preallocated arrays, in row order.
-        for batch in ds.to_batches(columns=["image", "label"], batch_size=SCAN_BATCH):
-            rows = batch.num_rows
-            if pos + rows > n:
-                raise StoreError(f"{path / DIR}: more rows than the {n} in its metadata")
-            flat[pos : pos + rows] = _pixels(batch.column(0))
-            labels[pos : pos + rows] = batch.column(1).to_numpy()
-            pos += rows
-        if pos != n:
-            raise StoreError(f"{path / DIR}: read {pos} of {n} rows; rebuild the store")
-        return images, labels
+        shape, dtype = tuple(meta["shape"]), np.dtype(meta["label_dtype"])
+        return scan_rows(ds, int(meta["n"]), shape, dtype, str(path / DIR), "rebuild the store")
 
     def read_encoded(self, path: Path) -> tuple[list[memoryview], np.ndarray]:
         # Scanned batches as read_many; each batch's values buffer is memory Lance decoded

@@ -59,6 +59,8 @@ from imgbench.stores import s3proxy
 __all__ = ["Credentials", "Proxy", "S3Client", "S3Target", "SeaweedServer", "free_ports",
            "redact", "weed_binary"]  # fmt: skip
 
+#: the address of the server the S3 command (imgbench.pipeline.s3run) started, for its jobs
+ENV_ENDPOINT = "IMGBENCH_S3_ENDPOINT"
 DURABILITY = "acknowledged in page cache, not fsynced (SeaweedFS S3 PUT default)"
 #: the weed services this module starts, in the order their ports are passed
 _SERVICES = ("master", "volume", "filer", "s3")

@@ -73,7 +73,7 @@ import json
 import mmap
 import random
 import tarfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -447,19 +447,32 @@ def stream(
         rng.shuffle(order)
     else:  # this reader's share, in the order given (WebDataset's split_by_worker)
         order = [int(s) for s in shards]
+
+    def samples() -> Iterator[tuple[int, np.ndarray, int]]:
+        for s in order:
+            images = store.shard_images(s)
+            start = int(store.starts[s])
+            for j, label in enumerate(store.labels[start : start + len(images)].tolist()):
+                yield start + j, images[j], label
+
+    yield from shuffle_buffered(samples(), shuffle_buffer, rng)
+
+
+def shuffle_buffered(
+    samples: Iterable[tuple[int, np.ndarray, int]], shuffle_buffer: int, rng: random.Random
+) -> Iterator[tuple[int, np.ndarray, int]]:
+    """WebDataset's ``shuffle(bufsize)``: a random sample of the buffer leaves as each new one
+    enters, the buffer drains (shuffled) at the end; ``shuffle_buffer <= 1`` keeps the order.
+    The local and the S3 stream share it, so both give the same order for the same seed."""
     buf: list[tuple[int, np.ndarray, int]] = []
-    for s in order:
-        images = store.shard_images(s)
-        start = int(store.starts[s])
-        for j, label in enumerate(store.labels[start : start + len(images)].tolist()):
-            item = (start + j, images[j], label)
-            if shuffle_buffer <= 1:
-                yield item
-            elif len(buf) < shuffle_buffer:
-                buf.append(item)
-            else:
-                k = rng.randrange(shuffle_buffer)
-                yield buf[k]
-                buf[k] = item
+    for item in samples:
+        if shuffle_buffer <= 1:
+            yield item
+        elif len(buf) < shuffle_buffer:
+            buf.append(item)
+        else:
+            k = rng.randrange(shuffle_buffer)
+            yield buf[k]
+            buf[k] = item
     rng.shuffle(buf)
     yield from buf

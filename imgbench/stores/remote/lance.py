@@ -28,7 +28,7 @@ import lance
 import numpy as np
 
 from imgbench.core.errors import StoreError
-from imgbench.stores.lance_store import DIR, META, SCAN_BATCH, _fork_guard, _pixels
+from imgbench.stores.lance_store import DIR, META, _fork_guard, _pixels, scan_rows
 from imgbench.stores.remote.base import Reader, RemoteStore
 
 COLUMNS = ["image", "label"]
@@ -123,21 +123,9 @@ class _Opened:
 
     def scan(self) -> tuple[np.ndarray, np.ndarray]:
         """Every row in store order: one scan, copied once into preallocated arrays."""
-        n = self.store.n
-        images = np.empty((n, *self.shape), dtype=np.uint8)
-        labels = np.empty(n, dtype=self.label_dtype)
-        flat, pos = images.reshape(n, -1), 0
         with self.named():
-            for batch in self.ds.to_batches(columns=COLUMNS, batch_size=SCAN_BATCH):
-                rows = batch.num_rows
-                if pos + rows > n:
-                    raise StoreError(f"{self.url}: more rows than the {n} in its metadata")
-                flat[pos : pos + rows] = _pixels(batch.column(0))
-                labels[pos : pos + rows] = batch.column(1).to_numpy()
-                pos += rows
-        if pos != n:
-            raise StoreError(f"{self.url}: read {pos} of {n} rows; upload the store again")
-        return images, labels
+            return scan_rows(self.ds, self.store.n, self.shape, self.label_dtype, self.url,
+                             "upload the store again")  # fmt: skip
 
 
 class RemoteLance(RemoteStore):

@@ -33,7 +33,7 @@ from imgbench.core.errors import StoreError
 from imgbench.stores.remote.base import Reader, RemoteStore, in_flight
 from imgbench.stores.remote.npy import load_npy
 from imgbench.stores.s3 import S3Client
-from imgbench.stores.tar import BLOCK, INDEX, LABELS, META, npy_header
+from imgbench.stores.tar import BLOCK, INDEX, LABELS, META, npy_header, shuffle_buffered
 
 AGAIN = "upload the store again"
 
@@ -195,26 +195,17 @@ class RemoteTar(RemoteStore):
         shuffle buffer: the same samples in the same order as the local ``stream``."""
         # the reader's open store when run_stream calls this inside batch_reader (as it does)
         store = self._open or _Opened(self, self.target.client())
-        rng = random.Random(seed)
         order = [int(s) for s in shards]
-        buf: list[tuple[int, np.ndarray, int]] = []
-        with self.pool() as pool:
-            for s, images in zip(
-                order, _ahead(pool, self.requests_in_flight, store.shard, order), strict=True
-            ):
+
+        def samples(pool: ThreadPoolExecutor | None) -> Iterator[tuple[int, np.ndarray, int]]:
+            shard_images = _ahead(pool, self.requests_in_flight, store.shard, order)
+            for s, images in zip(order, shard_images, strict=True):
                 start = int(store.starts[s])
                 for j, label in enumerate(store.labels[start : start + len(images)].tolist()):
-                    item = (start + j, images[j], label)
-                    if shuffle_buffer <= 1:
-                        yield item
-                    elif len(buf) < shuffle_buffer:
-                        buf.append(item)
-                    else:
-                        k = rng.randrange(shuffle_buffer)
-                        yield buf[k]
-                        buf[k] = item
-        rng.shuffle(buf)
-        yield from buf
+                    yield start + j, images[j], label
+
+        with self.pool() as pool:
+            yield from shuffle_buffered(samples(pool), shuffle_buffer, random.Random(seed))
 
     def _read(
         self, store: _Opened, pool: ThreadPoolExecutor | None, indices: Sequence[int]
