@@ -21,6 +21,19 @@ def process_age() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_delta(before: os.times_result, after: os.times_result, kind: str) -> float:
+    """CPU seconds of ``kind`` ("user" or "system") spent by the process and its reaped
+    children between two ``os.times()`` readings.
+
+    The readings count whole clock ticks, so the difference is rounded to the tick: summing
+    four floats otherwise leaves -1.7e-16 s for an interval with no tick (CI failed on it).
+    """
+    own = getattr(after, kind) - getattr(before, kind)
+    children = getattr(after, f"children_{kind}") - getattr(before, f"children_{kind}")
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    return round((own + children) / tick) * tick
+
+
 def measure(
     res: Result,
     fn: Callable[[T], Any],
@@ -56,12 +69,8 @@ def measure(
                 dt = time.perf_counter() - t0
             if timed:  # user and kernel CPU of the job and its finished workers, per repeat
                 cpu1 = os.times()
-                res.cpu_user_s.append(
-                    cpu1.user + cpu1.children_user - cpu0.user - cpu0.children_user
-                )
-                res.cpu_sys_s.append(
-                    cpu1.system + cpu1.children_system - cpu0.system - cpu0.children_system
-                )
+                res.cpu_user_s.append(cpu_delta(cpu0, cpu1, "user"))
+                res.cpu_sys_s.append(cpu_delta(cpu0, cpu1, "system"))
             if after is not None:
                 after(item, out, timed)
             del out
