@@ -361,3 +361,37 @@ def test_epoch_rows_carry_the_readers_cpu(tmp_path, source):
     row = access_table(expand([{**r, "commit": "c", "dirty": False}])).iloc[0]
     assert row["cpu_user_s"] >= 0 and row["cpu_sys_s"] >= 0 and len(r["cpu_user_s"]) == 2
     assert row["cpu_user_s"] == pytest.approx(np.median(r["cpu_user_s"]))
+
+
+def test_a_warmup_epoch_reads_only_its_first_batches_and_the_timed_ones_all(
+    tmp_path, source, monkeypatch
+):
+    """epoch_warmup_batches bounds the untimed warm-up; every timed epoch still reads all."""
+    from imgbench.experiments import access
+
+    experiments.build_store(make_job(tmp_path, source[:2], "npy", "tuned", 1000))
+    seen: list[int] = []
+    real = access.run_epoch
+
+    def counting(store, path, parts, *args):
+        seen.append(sum(len(p) for p in parts))
+        return real(store, path, parts, *args)
+
+    monkeypatch.setattr(access, "run_epoch", counting)
+    job = make_job(
+        tmp_path,
+        source[:2],
+        "npy",
+        "tuned",
+        1000,
+        cache="warm",
+        pattern="shuffled",
+        batch_size=64,
+        repeats=2,
+        warmup=1,
+        warmup_batches=3,
+    )
+    r = experiments.read_epoch(job)
+    assert seen == [3 * 64, 1000, 1000]
+    extra = r["extra"]
+    assert extra["epoch_images"] == 1000 and extra["batches"] == 16 and len(r["samples"]) == 2

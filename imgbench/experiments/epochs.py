@@ -53,6 +53,8 @@ def _epochs(
         else:
             order = access.epoch_order(pattern, job.n, job.seed, state["round"], job.random_samples)
             parts = access.batches(order, pattern, job.batch_size)[:max_batches]
+            if not timed and job.warmup_batches:  # warms readers and code; the cache is set after
+                parts = parts[: job.warmup_batches]
             n = sum(len(p) for p in parts)
             out = access.Epoch(n, src_images.shape[1:], src_labels.dtype, len(parts))
             state.update(order=order[:n], parts=parts, out=out)
