@@ -260,3 +260,10 @@ def test_provenance_rewritten_at_a_later_commit_is_accepted():
     if not parent:
         pytest.skip("a clone without history (shallow)")
     assert publish._descends(head, parent) and not publish._descends(parent, head)
+
+
+def test_a_publication_is_titled_by_its_folder():
+    from imgbench.pipeline.publish import publication_title
+
+    assert publication_title("docs/results") == "Reference run"
+    assert publication_title("docs/results/default") == "Default run"

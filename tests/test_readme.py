@@ -15,6 +15,7 @@ from tests.conftest import REPO
 README = REPO / "README.md"
 RUNS = sorted(p.parent for p in (REPO / "docs" / "results").glob("*/run.json"))
 S3_RUNS = sorted(p.parent for p in (REPO / "docs" / "results" / "s3").glob("*/run.json"))
+DEFAULT_RUNS = sorted(p.parent for p in (REPO / "docs" / "results" / "default").glob("*/run.json"))
 
 
 def _prose(text: str) -> list[str]:
@@ -71,6 +72,19 @@ def test_the_run_box_sums_the_default_formats_jobs(tmp_path):
     assert all(len(line) <= 100 for line in box.splitlines())
 
 
+def test_the_run_box_gives_the_default_run_timed_alone_when_published(tmp_path):
+    run, alone = tmp_path / "xeon-2c-24g-ext4", tmp_path / "default" / "xeon-2c-24g-ext4"
+    for path, seconds, jobs, disk in ((run, 5400, 4, 5e9), (alone, 2460, 270, 2.5e9)):
+        path.mkdir(parents=True)
+        facts = {"machine": path.name, "run_seconds": seconds, "jobs": jobs}
+        facts.update(results_disk_bytes=disk, commit="0123456789abcdef")
+        (path / "run.json").write_text(json.dumps(facts))
+    flat = " ".join(line.removeprefix("> ") for line in readme.run_box(run, alone).splitlines())
+    assert "took 1 h 30 min (4 jobs)" in flat and "summed" not in flat
+    assert "timed alone at commit `0123456789ab`, took 41 min (270 jobs) and left 2.5 GB" in flat
+    assert "(docs/results/default/xeon-2c-24g-ext4/RUN.md)" in flat
+
+
 def test_missing_markers_are_one_line(tmp_path):
     with pytest.raises(ValueError, match="markers"):
         readme._between("no markers", readme.RUN_START, readme.RUN_END, "x")
@@ -79,10 +93,14 @@ def test_missing_markers_are_one_line(tmp_path):
 @pytest.mark.skipif(not RUNS, reason="no published run with run.json in docs/results/ yet")
 def test_the_readme_blocks_are_the_published_runs():
     run, s3 = RUNS[-1], S3_RUNS[-1] if S3_RUNS else None
+    alone = DEFAULT_RUNS[-1] if DEFAULT_RUNS else None
     text = README.read_text()
     fix = f"python -m imgbench.pipeline.readme --run {run.relative_to(REPO)}"
     fix += f" --s3-run {s3.relative_to(REPO)}" if s3 else ""
-    assert readme.render(text, run, s3) == text, f"README.md differs from {run.name}: run `{fix}`"
+    fix += f" --default-run {alone.relative_to(REPO)}" if alone else ""
+    assert readme.render(text, run, s3, alone) == text, (
+        f"README.md differs from {run.name}: run `{fix}`"
+    )
 
 
 def test_render_replaces_only_the_blocks_and_is_idempotent(tmp_path, capsys):

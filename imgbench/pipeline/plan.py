@@ -368,8 +368,13 @@ class Plan:
 
     @property
     def measured_config(self) -> dict[str, Any]:
-        """The config behind the numbers (figure settings only change how they are drawn)."""
-        return {k: v for k, v in self.config.items() if not k.startswith("figure_")}
+        """The config behind the numbers (figure settings only change how they are drawn,
+        publish_dir only where a finished run is copied)."""
+        return {
+            k: v
+            for k, v in self.config.items()
+            if not k.startswith("figure_") and k != "publish_dir"
+        }
 
     def store_options(self, fmt: str, mode: str) -> dict[str, Any]:
         """Flat config keys the store class reads (changing one reruns only that format)."""

@@ -70,6 +70,13 @@ def run_command(argv: Sequence[str], target: str | None = None) -> str:
     return shlex.join(["snakemake", *out])
 
 
+def publication_title(publish_dir: str) -> str:
+    """RUN.md's title: docs/results holds the reference run; docs/results/<name> the <name> run
+    (docs/results/default: the default run, timed alone)."""
+    name = Path(publish_dir).relative_to("docs/results").name
+    return f"{name.capitalize()} run" if name else "Reference run"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 

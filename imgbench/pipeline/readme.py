@@ -6,10 +6,12 @@ test regenerates both blocks and fails when README.md differs. Two blocks:
 - the answer (between ``<!-- answer:start -->`` and ``<!-- answer:end -->``): "which format
   for which job", by the same code that writes summary.md (:mod:`imgbench.report.answer`);
 - the run box (``<!-- run:start -->`` ... ``<!-- run:end -->``): how long the reference run
-  took and what it left on disk, and what the default run's jobs took inside it.
+  took and what it left on disk, and how long the default run took: measured alone when it was
+  published (docs/results/default/<machine>), else its jobs summed inside the reference run.
 
     python -m imgbench.pipeline.readme --run docs/results/<machine> \\
-        [--s3-run docs/results/s3/<machine>] [--readme README.md]
+        [--default-run docs/results/default/<machine>] [--s3-run docs/results/s3/<machine>] \\
+        [--readme README.md]
 """
 
 from __future__ import annotations
@@ -35,26 +37,41 @@ def _duration(seconds: float) -> str:
     return f"{m // 60} h {m % 60} min" if m >= 60 else f"{m} min"
 
 
-def run_box(run: Path) -> str:
-    """The run box: the reference run's measured wall time and disk, and the default run's
-    jobs summed from it (a run of those formats alone would add Snakemake's gaps)."""
-    facts = json.loads((Path(run) / "run.json").read_text())
-    jobs = pd.read_csv(Path(run) / "jobs.csv")
-    default = jobs[jobs["format"].isna() | jobs["format"].isin(DEFAULT_FORMATS)]
+def _took(facts: dict) -> str:
     wall = facts.get("run_seconds")
+    return f"{_duration(wall)} ({facts['jobs']} jobs)" if wall else "not recorded"
+
+
+def run_box(run: Path, default_run: Path | None = None) -> str:
+    """The run box: the reference run's measured wall time and disk, and the default run's:
+    measured alone if it was published, else its jobs summed inside the reference run (a run
+    of those formats alone adds Snakemake's gaps)."""
+    facts = json.loads((Path(run) / "run.json").read_text())
     disk = facts["results_disk_bytes"] / 1e9
-    ref = f"{_duration(wall)} ({facts['jobs']} jobs)" if wall else "not recorded"
-    text = "".join(
-        [
-            f"**Time and disk on this 2-core machine** (reference run `{facts['machine']}`, "
-            f"[RUN.md](docs/results/{Path(run).name}/RUN.md)): the reference run (all twelve "
-            f"formats) took {ref} and left {disk:.1f} GB in `results/`. The default run's "
-            f"{len(default)} jobs took {_duration(default['seconds'].sum())} of it, summed "
-            f"job by job (`benchmarks/run_report.py results --formats "
-            f"{','.join(DEFAULT_FORMATS)}`). While a run goes on, builds of 1,000+ files "
-            "that a job no longer needs wait for the run's end to be deleted, so disk use "
-            "peaks above what is left.",
-        ]
+    text = (
+        f"**Time and disk on this 2-core machine** (reference run `{facts['machine']}`, "
+        f"[RUN.md](docs/results/{Path(run).name}/RUN.md)): the reference run (all twelve "
+        f"formats) took {_took(facts)} and left {disk:.1f} GB in `results/`. "
+    )
+    if default_run is not None:
+        alone = json.loads((Path(default_run) / "run.json").read_text())
+        text += (
+            f"The default run (`snakemake --cores all`), timed alone at commit "
+            f"`{str(alone['commit'])[:12]}`, took {_took(alone)} and left "
+            f"{alone['results_disk_bytes'] / 1e9:.1f} GB "
+            f"([RUN.md](docs/results/default/{Path(default_run).name}/RUN.md)). "
+        )
+    else:
+        jobs = pd.read_csv(Path(run) / "jobs.csv")
+        default = jobs[jobs["format"].isna() | jobs["format"].isin(DEFAULT_FORMATS)]
+        text += (
+            f"The default run's {len(default)} jobs took {_duration(default['seconds'].sum())} "
+            f"of it, summed job by job (`benchmarks/run_report.py results --formats "
+            f"{','.join(DEFAULT_FORMATS)}`). "
+        )
+    text += (
+        "While a run goes on, builds of 1,000+ files that a job no longer needs wait for the "
+        "run's end to be deleted, so disk use peaks above what is left."
     )
     return "\n".join("> " + line for line in textwrap.wrap(text, width=98))
 
@@ -81,12 +98,14 @@ def _between(text: str, start: str, end: str, block: str) -> str:
     return f"{text[: i + len(start)]}\n{block.strip()}\n{text[j:]}"
 
 
-def render(readme: str, run: Path, s3_run: Path | None = None) -> str:
+def render(
+    readme: str, run: Path, s3_run: Path | None = None, default_run: Path | None = None
+) -> str:
     """*readme* with the generated blocks rewritten from the published *run* (and the
-    published S3 run: its answer rows and its time box)."""
+    published S3 run: its answer rows and its time box; the default run: its time)."""
     block = answer.readme_answer(Path(run), Path(run) / "provenance.json", s3_run)
     text = _between(readme, answer.START, answer.END, block)
-    text = _between(text, RUN_START, RUN_END, run_box(Path(run)))
+    text = _between(text, RUN_START, RUN_END, run_box(Path(run), default_run))
     return _between(text, S3_START, S3_END, s3_box(Path(s3_run))) if s3_run else text
 
 
@@ -96,9 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readme", type=Path, default=Path("README.md"))
     ap.add_argument("--run", type=Path, required=True, help="docs/results/<machine>")
     ap.add_argument("--s3-run", type=Path, help="docs/results/s3/<machine> (the S3 command's)")
+    ap.add_argument("--default-run", type=Path, help="docs/results/default/<machine> (timed alone)")
     args = ap.parse_args(argv)
     try:
-        new = render(args.readme.read_text(), args.run, args.s3_run)
+        new = render(args.readme.read_text(), args.run, args.s3_run, args.default_run)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

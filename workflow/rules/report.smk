@@ -1,7 +1,7 @@
 # Stage 7-9 (untimed): disk use, device limits, tables, figures, provenance; publish.
 import sys
 
-from imgbench.pipeline.publish import run_command
+from imgbench.pipeline.publish import publication_title, run_command
 
 
 rule du:
@@ -141,7 +141,7 @@ rule provenance:
         "../scripts/step.py"
 
 
-# A finished run copied into docs/results/<machine>/ (imgbench.pipeline.publish): the
+# A finished run copied into <publish_dir>/<machine>/ (imgbench.pipeline.publish): the
 # tables, summary.md, figures and provenance.json, and a RUN.md; not part of `all`. Refuses
 # (one line) a run whose rows come from more than one commit or a tree with changes.
 # Publish again after a change to docs/results: snakemake ... --forcerun publish.
@@ -166,10 +166,11 @@ rule publish:
         timing_slots=1,
     params:
         **step("imgbench.pipeline.publish:publish"),
-        dest_root=Path(workflow.basedir) / "docs" / "results",
+        dest_root=Path(workflow.basedir) / config["publish_dir"],
         command=run_command(sys.argv),
         config=PLAN.measured_config,
         logs="results/logs",
         benchmarks="results/benchmarks",
+        title=publication_title(config["publish_dir"]),
     script:
         "../scripts/step.py"
