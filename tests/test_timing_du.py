@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ import pytest
 from imgbench.measure.du import disk_use, parse_du
 from imgbench.measure.results import Result
 from imgbench.measure.stats import summarize
-from imgbench.measure.timing import cpu_delta, measure, process_age
+from imgbench.measure.timing import cpu_delta, cpu_now, measure, process_age
 
 
 def test_measure_counts_repeats_and_warmups() -> None:
@@ -70,13 +70,13 @@ def test_disk_use_excludes_snakemake_markers(tmp_path: Path) -> None:
     assert before["kib_allocated"] >= 5  # at least 5,100 bytes allocated
 
 
-def test_cpu_delta_is_whole_ticks_and_never_negative():
-    tick = 1 / os.sysconf("SC_CLK_TCK")
+def test_cpu_time_counts_microseconds_and_is_never_negative():
     # 0.1 + 0.2 - 0.3 leaves -5.6e-17 in floats: the reading must still be zero, not negative
-    a = os.times_result((0.3, 0.0, 0.0, 0.0, 0.0))
-    b = os.times_result((0.1 + 0.2, 0.0, 0.0, 0.0, 0.0))
     assert 0.1 + 0.2 - 0.3 != 0
-    assert cpu_delta(a, b, "user") == 0.0
-    c = os.times_result((0.3 + 3 * tick, 0.0, 2 * tick, 0.0, 0.0))
-    assert cpu_delta(a, c, "user") == pytest.approx(5 * tick)
-    assert cpu_delta(a, c, "system") == 0.0
+    assert cpu_delta((0.3, 0.3), (0.1 + 0.2, 0.1 + 0.2)) == (0.0, 0.0)
+    assert cpu_delta((1.0, 2.0), (1.000003, 2.5)) == (0.000003, 0.5)
+    before, t0 = cpu_now(), time.process_time()
+    while time.process_time() - t0 < 0.003:  # 3 ms of CPU: under os.times' 10 ms tick
+        pass
+    user, system = cpu_delta(before, cpu_now())
+    assert 0.002 < user + system < 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,17 +22,23 @@ def process_age() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_delta(before: os.times_result, after: os.times_result, kind: str) -> float:
-    """CPU seconds of ``kind`` ("user" or "system") spent by the process and its reaped
-    children between two ``os.times()`` readings.
+def cpu_now() -> tuple[float, float]:
+    """User and kernel CPU seconds of this process plus its reaped children.
 
-    The readings count whole clock ticks, so the difference is rounded to the tick: summing
-    four floats otherwise leaves -1.7e-16 s for an interval with no tick (CI failed on it).
+    From getrusage, which counts in microseconds: os.times counts whole 10 ms ticks, so a
+    100 ms timed section read as "user 0 us" (the README's reasons did).
     """
-    own = getattr(after, kind) - getattr(before, kind)
-    children = getattr(after, f"children_{kind}") - getattr(before, f"children_{kind}")
-    tick = 1 / os.sysconf("SC_CLK_TCK")
-    return round((own + children) / tick) * tick
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + kids.ru_utime, own.ru_stime + kids.ru_stime
+
+
+def cpu_delta(before: tuple[float, float], after: tuple[float, float]) -> tuple[float, float]:
+    """CPU seconds (user, kernel) between two :func:`cpu_now` readings, rounded to the
+    microsecond they count in: float sums otherwise leave -1.7e-16 s (CI failed on it)."""
+    return tuple(max(0.0, round(b - a, 6)) for a, b in zip(before, after, strict=True))
 
 
 def measure(
@@ -58,7 +65,7 @@ def measure(
                 before(item, timed)
             if res.startup_s is None:
                 res.startup_s = process_age()
-            cpu0 = os.times()
+            cpu0 = cpu_now()
             t0 = time.perf_counter()
             out = fn(item)
             dt = time.perf_counter() - t0
@@ -68,9 +75,9 @@ def measure(
                     res.returned_samples.append(dt)
                 dt = time.perf_counter() - t0
             if timed:  # user and kernel CPU of the job and its finished workers, per repeat
-                cpu1 = os.times()
-                res.cpu_user_s.append(cpu_delta(cpu0, cpu1, "user"))
-                res.cpu_sys_s.append(cpu_delta(cpu0, cpu1, "system"))
+                user, system = cpu_delta(cpu0, cpu_now())
+                res.cpu_user_s.append(user)
+                res.cpu_sys_s.append(system)
             if after is not None:
                 after(item, out, timed)
             del out
