@@ -395,3 +395,20 @@ def test_a_warmup_epoch_reads_only_its_first_batches_and_the_timed_ones_all(
     assert seen == [3 * 64, 1000, 1000]
     extra = r["extra"]
     assert extra["epoch_images"] == 1000 and extra["batches"] == 16 and len(r["samples"]) == 2
+
+
+def test_window_cpu_is_each_readers_cpu_between_the_batches_around_the_window():
+    out = access.Epoch(8, (2,), np.dtype(np.int64), 8)
+    # two reader processes (batches 0, 2, 4, 6 and 1, 3, 5, 7), done at t = b + 1
+    out.done_at[:] = np.arange(1.0, 9.0)
+    out.cpu_user[:] = [1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 4.0, 40.0]
+    out.cpu_sys[:] = [0.5, 5.0, 1.0, 10.0, 1.5, 15.0, 2.0, 20.0]
+    # window (2.5, 6.5]: reader 0 from batch 0 (cpu 1) to batch 4 (3); reader 1 from 1 to 5
+    assert access.window_cpu(out, [2.5, 4.0, 6.5], 2, "process") == (2.0 + 20.0, 1.0 + 10.0)
+    # no batch before the window: a reader process's clock starts at 0 when it is forked
+    assert access.window_cpu(out, [0.5, 6.5], 2, "process") == (3.0 + 30.0, 1.5 + 15.0)
+    # threads share one clock: the last stamps before each end, whoever wrote them
+    assert access.window_cpu(out, [2.5, 6.5], 2, "thread") == (30.0 - 10.0, 15.0 - 5.0)
+    assert access.window_cpu(out, [0.5, 6.5], 2, "thread") is None  # no start on that clock
+    out.done_at[5:] = np.nan  # batches not done are not stamps
+    assert access.window_cpu(out, [2.5, 9.0], 2, "process") == (3.0 - 1.0 + 20.0 - 10.0, 1.0 + 5.0)

@@ -345,3 +345,20 @@ def test_figures_render(tmp_path):
     write_figures(tdir / "summary.csv", tdir / "disk.csv", tdir / "access.csv", tdir / "au.csv",
                   dpi=40, **out)  # fmt: skip
     assert all(p.exists() for p in out.values())
+
+
+def test_time_boxed_and_remote_reasons_say_how_many_cores_the_readers_kept_busy():
+    from imgbench.report import reasons
+
+    row = pd.Series({"cpu_cores": 1.8, "cores": 2, "cpu_user_s": 20.0, "cpu_sys_s": 7.0})
+    said = reasons.cores(row, "the client")
+    assert said.startswith("CPU-bound: the client kept 1.8 of 2 cores busy")
+    assert "user 20 s, system 7 s" in said
+    assert not reasons.cores(row.drop("cpu_cores"), "readers")  # not measured: nothing said
+    calm = row.copy()
+    calm["cpu_cores"] = 0.4
+    assert reasons.cores(calm, "readers").startswith("readers kept 0.4 of 2 cores busy")
+    capped = pd.Series({"limit_fraction": 0.47, "limit": "random_4k_iops_qd32", **calm})
+    assert reasons.device(capped).endswith(
+        "readers kept 0.4 of 2 cores busy (user 20 s, system 7 s)"
+    )

@@ -92,6 +92,9 @@ def test_every_s3_row_is_verified_and_beside_its_limit(s3_run):
     assert sorted(set(epochs["readers"])) == [1, 2]
     stream = df[df["access"] == "stream"]
     assert set(stream["format"]) == {"tar"} and (stream["limit_fraction"] > 0).all()
+    # every read's client CPU: user + kernel seconds, and the cores they kept busy
+    assert (reads["cpu_user_s"] > 0).all() and (reads["cpu_sys_s"] >= 0).all()
+    assert ((reads["cpu_cores"] > 0) & (reads["cpu_cores"] <= reads["cores"] * 1.05)).all()
 
 
 def test_staging_counts_its_download(s3_run):

@@ -15,6 +15,7 @@ import contextlib
 import multiprocessing
 import os
 import queue
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ import numpy as np
 
 from imgbench.core.errors import StoreError
 from imgbench.core.names import Pattern, ReaderKind
+from imgbench.measure.results import Result
 from imgbench.stores.base import Store, shared_array
 
 
@@ -59,6 +61,10 @@ class Epoch:
         #: when each batch was in place (CLOCK_MONOTONIC, comparable across processes): a
         #: time-boxed epoch counts the batches done inside its window
         self.done_at = shared_array((nb,), np.float64)
+        #: the reading process's user and kernel CPU seconds (getrusage: all its threads) when
+        #: each batch was in place: a time box's CPU is the difference across its window
+        self.cpu_user = shared_array((nb,), np.float64)
+        self.cpu_sys = shared_array((nb,), np.float64)
         #: set by the caller to stop the readers after their current batch (a time box)
         self.stop = shared_array((1,), np.uint8)
         self.images.fill(0)  # pre-fault the output outside the timed section
@@ -66,6 +72,8 @@ class Epoch:
         self.latency.fill(np.nan)
         self.index.fill(-1)
         self.done_at.fill(np.nan)
+        self.cpu_user.fill(np.nan)
+        self.cpu_sys.fill(np.nan)
         self.stop.fill(0)
 
 
@@ -119,6 +127,48 @@ def window_parts(
     return counts, rates
 
 
+def window_cpu(
+    out: Epoch, ticks: list[float], readers: int, kind: str
+) -> tuple[float, float] | None:
+    """User and kernel CPU seconds the readers spent over a time box's window, read from the
+    stamps of completed batches as the images are counted: per reader, its CPU at its last
+    batch done by the window's end minus at its last batch done by the start (a reader
+    process's clock starts at its fork, so none done by then reads 0). Reader processes are
+    summed; thread readers share one clock, the whole job process (its polling thread and
+    any library threads in it included). None when the thread clock has no start."""
+    start, end = ticks[0], ticks[-1]
+    groups = (
+        [np.arange(r, len(out.done_at), readers) for r in range(readers)]
+        if kind == ReaderKind.PROCESS
+        else [np.arange(len(out.done_at))]
+    )
+    user = system = 0.0
+    for g in groups:
+        done = out.done_at[g]
+        stamps = []
+        for t in (start, end):
+            upto = np.flatnonzero(done <= t)  # NaN (not done) compares False
+            if len(upto):
+                b = g[upto[np.argmax(done[upto])]]
+                stamps.append((float(out.cpu_user[b]), float(out.cpu_sys[b])))
+            elif kind == ReaderKind.PROCESS:
+                stamps.append((0.0, 0.0))
+            else:
+                return None
+        user += stamps[1][0] - stamps[0][0]
+        system += stamps[1][1] - stamps[0][1]
+    return max(0.0, round(user, 6)), max(0.0, round(system, 6))
+
+
+def record_window_cpu(res: Result, out: Epoch, ticks: list[float], readers: int, kind: str) -> None:
+    """A time-boxed row's CPU: the readers' over its window, as one sample (none for a
+    window of no length or without a thread clock's start)."""
+    cpu = window_cpu(out, ticks, readers, kind)
+    if cpu is not None and ticks[-1] > ticks[0]:
+        res.cpu_user_s, res.cpu_sys_s = [cpu[0]], [cpu[1]]
+        res.extra["cores"] = len(os.sched_getaffinity(0))
+
+
 def _layout(parts: list[np.ndarray], readers: int) -> tuple[list[int], list[range]]:
     """Where each batch starts in the output, and each reader's interleaved share."""
     starts = [int(x) for x in np.cumsum([0] + [len(p) for p in parts[:-1]])]
@@ -133,6 +183,8 @@ def _put(read: Callable, parts: list[np.ndarray], starts: list[int], b: int, out
     out.images[starts[b] : starts[b] + len(parts[b])] = images
     out.labels[starts[b] : starts[b] + len(parts[b])] = labels
     out.done_at[b] = time.perf_counter()
+    use = resource.getrusage(resource.RUSAGE_SELF)  # ~1 us, after the batch's timestamp
+    out.cpu_user[b], out.cpu_sys[b] = use.ru_utime, use.ru_stime
 
 
 def _one_line(exc: BaseException) -> str:

@@ -205,6 +205,7 @@ def read_capped(job: Job) -> dict[str, Any]:
     res.verified = True  # every completed batch (none completed: nothing to count either)
 
     in_window, res.samples = access.window_parts(out, sizes, ticks, len(order))
+    access.record_window_cpu(res, out, ticks, job.readers, job.reader_kind)
     seconds = ticks[-1] - ticks[0]
     images = sum(in_window)
     read_by_end = int(sizes[out.done_at <= ticks[-1]].sum())

@@ -37,6 +37,7 @@ from imgbench.data.cifar import load_source
 from imgbench.experiments import access
 from imgbench.measure import cache, verify
 from imgbench.measure.results import Result
+from imgbench.measure.timing import cpu_delta, cpu_now
 from imgbench.stores import FORMATS, get_store, remote_class
 from imgbench.stores.remote.base import RemoteStore
 from imgbench.stores.s3 import DURABILITY, ENV_ENDPOINT, Credentials, Proxy, S3Client, S3Target
@@ -177,6 +178,15 @@ def s3_upload(job: Job) -> dict[str, Any]:
     return res.save(job.result)
 
 
+def _cpu_sample(res: Result, cpu0: tuple[float, float]) -> None:
+    """The job's and its reaped readers' CPU since *cpu0*, as one sample of the row (the
+    proxy is a process of its own, reaped after the reads: never counted)."""
+    user, system = cpu_delta(cpu0, cpu_now())
+    res.cpu_user_s.append(user)
+    res.cpu_sys_s.append(system)
+    res.extra["cores"] = len(os.sched_getaffinity(0))
+
+
 def _staged(res: Result, remote: RemoteStore, proxy: Proxy | _Direct) -> float:
     """Download a staged store (timed, its requests counted in the row); its seconds."""
     c0 = proxy.stats()
@@ -202,10 +212,11 @@ def s3_read_many(job: Job) -> dict[str, Any]:
         for repeat in range(job.repeats):
             stage = Path(t) / f"stage{repeat}"
             remote = _remote(job, target, stage)
-            t0 = time.perf_counter()
+            cpu0, t0 = cpu_now(), time.perf_counter()
             staged = _staged(res, remote, proxy) if remote.access == "staged" else 0.0
             images, labels = remote.read_all()
             res.samples.append(time.perf_counter() - t0)
+            _cpu_sample(res, cpu0)
             res.extra.setdefault("stage_samples", []).append(staged)
             verify.against_source(job.what, (images, labels), src_images, src_labels)
             del images, labels
@@ -271,6 +282,7 @@ def s3_epoch(job: Job) -> dict[str, Any]:
                            src_images, src_labels, order[positions])  # fmt: skip
     res.verified = True
     in_window, res.samples = access.window_parts(out, sizes, ticks, len(order))
+    access.record_window_cpu(res, out, ticks, job.readers, job.reader_kind)
     seconds, images = ticks[-1] - ticks[0], sum(in_window)
     # requests and bytes per image over every completed batch (warm-up, window and the
     # batches finished after the stop), the readers' opening requests included
@@ -301,10 +313,11 @@ def _stream(job: Job, src_images: np.ndarray, src_labels: np.ndarray) -> dict[st
         for repeat in range(job.repeats):
             nb = -(-job.n // job.batch_size) + job.readers
             out = access.Epoch(job.n, src_images.shape[1:], src_labels.dtype, nb)
-            t0 = time.perf_counter()
+            cpu0, t0 = cpu_now(), time.perf_counter()
             access.run_stream(remote, target.url(), sizes, job.readers, job.reader_kind, out,
                               job.shuffle_buffer, job.seed, repeat, job.batch_size)  # fmt: skip
             res.samples.append(time.perf_counter() - t0)
+            _cpu_sample(res, cpu0)  # the reader processes are reaped by now: counted
             verify.is_permutation(job.what, out.index, job.n)
             verify.against_indices(job.what, (out.images, out.labels), src_images, src_labels,
                                    out.index)  # fmt: skip
@@ -332,10 +345,11 @@ def s3_train(job: Job) -> dict[str, Any]:
         if remote.access == "staged":
             _staged(res, remote, proxy)
         c0 = proxy.stats()
-        t0 = time.perf_counter()
+        cpu0, t0 = cpu_now(), time.perf_counter()
         au = access.run_training(remote, target.url(), parts, job.readers, job.reader_kind,
                                  out, job.computation_time, job.prefetch)  # fmt: skip
         res.samples = [time.perf_counter() - t0]
+        _cpu_sample(res, cpu0)
         c1 = proxy.stats()
     verify.against_indices(job.what, (out.images, out.labels), src_images, src_labels, order[:n])
     res.verified = True

@@ -38,15 +38,8 @@ _KINDS: dict[str, list[str]] = {
 }
 # Reads come warm and cold; only the cold ones depend on how the store is evicted.
 #: capped epochs are one time box each: no epoch repeats, their own window keys
-_KINDS["epoch_capped"] = [
-    "batch_size",
-    "seed",
-    "cold_cache",
-    "page_cache_cap",
-    "capped_warmup_s",
-    "capped_seconds",
-    "capped_windows",
-]
+_KINDS["epoch_capped"] = ["batch_size", "seed", "cold_cache", "page_cache_cap",
+                          "capped_warmup_s", "capped_seconds", "capped_windows"]  # fmt: skip
 # Object storage: where the objects are, and what each kind of S3 job reads from the config.
 _S3_KEYS = ["s3_endpoint", "s3_bucket"]
 _KINDS |= {
@@ -370,11 +363,8 @@ class Plan:
     def measured_config(self) -> dict[str, Any]:
         """The config behind the numbers (figure settings only change how they are drawn,
         publish_dir only where a finished run is copied)."""
-        return {
-            k: v
-            for k, v in self.config.items()
-            if not k.startswith("figure_") and k != "publish_dir"
-        }
+        drawn = {k for k in self.config if k.startswith("figure_")} | {"publish_dir"}
+        return {k: v for k, v in self.config.items() if k not in drawn}
 
     def store_options(self, fmt: str, mode: str) -> dict[str, Any]:
         """Flat config keys the store class reads (changing one reruns only that format)."""

@@ -45,6 +45,10 @@ COLUMNS = [
     "bandwidth_fraction",
     "limit",
     "limit_fraction",
+    "cpu_user_s",
+    "cpu_sys_s",
+    "cpu_cores",
+    "cores",
     "tuning",
     "effective",
     "cgroup_version",
@@ -113,6 +117,7 @@ def _row(r: dict, dev: dict[str, float]) -> dict:
             if streamed
             else _fraction(rate, dev.get(IOPS_QD32))
         ),
+        **cpu_columns(r, secs),
         # What the knobs did; a setup whose knob its reader cannot apply repeats the
         # default's measurement: kept, but not "effective" (the answer and claims skip it).
         "tuning": "; ".join(f"{k}: {v}" for k, v in (x.get("tuning") or {}).items() if v),
@@ -126,6 +131,17 @@ def _row(r: dict, dev: dict[str, float]) -> dict:
         "config_hash": r["config_hash"],
         **provenance(r),
     }
+
+
+def cpu_columns(r: dict, seconds: float | None) -> dict[str, float]:
+    """A row's CPU: user and kernel seconds (the median sample), and the cores they kept
+    busy over *seconds* of its wall time, beside the cores the job had."""
+    x = r.get("extra", {})
+    user = float(np.median(r["cpu_user_s"])) if r.get("cpu_user_s") else np.nan
+    system = float(np.median(r["cpu_sys_s"])) if r.get("cpu_sys_s") else np.nan
+    busy = (user + system) / seconds if seconds and seconds > 0 else np.nan
+    return {"cpu_user_s": user, "cpu_sys_s": system, "cpu_cores": busy,
+            "cores": x.get("cores", np.nan)}  # fmt: skip
 
 
 def effective(df: pd.DataFrame) -> pd.DataFrame:

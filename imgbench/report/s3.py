@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from imgbench.report.capped import cpu_columns
 from imgbench.report.load import provenance
 
 #: the table's columns, in order (extra keys of the results are left out)
@@ -37,7 +38,7 @@ COLUMNS = [
     "bytes_per_image", "limit", "limit_value", "limit_fraction", "stage_s", "stage_bytes",
     "images_per_s_with_stage", "upload_s", "upload_mb_s", "objects", "store_bytes", "au",
     "computation_time", "epoch_ended", "not_measured", "verified", "cpu_user_s", "cpu_sys_s",
-    "server", "durability", "commit", "dirty",
+    "cpu_cores", "cores", "server", "durability", "commit", "dirty",
 ]  # fmt: skip
 
 
@@ -52,6 +53,15 @@ def _rates(r: dict) -> tuple[float | None, float | None, float | None]:
         return x.get("images_per_s"), None, None
     rates = [n / s for s in samples]
     return x.get("images_per_s") or float(np.median(rates)), min(rates), max(rates)
+
+
+def _seconds(r: dict) -> float | None:
+    """The wall time a row's CPU was spent in: its window (time-boxed epochs) or its median
+    whole pass."""
+    samples = r.get("samples") or []
+    return r.get("extra", {}).get("window_seconds") or (
+        float(np.median(samples)) if samples else None
+    )
 
 
 def _net(r: dict) -> tuple[float, float]:
@@ -117,8 +127,7 @@ def s3_table(results: list[dict], probes: list[dict]) -> pd.DataFrame:
             "images_per_s_max": hi,
             "n_samples": len(r.get("samples") or []),
             "verified": r.get("verified"),
-            "cpu_user_s": float(np.median(r["cpu_user_s"])) if r.get("cpu_user_s") else None,
-            "cpu_sys_s": float(np.median(r["cpu_sys_s"])) if r.get("cpu_sys_s") else None,
+            **cpu_columns(r, _seconds(r)),
             **provenance(r),
         }
         if r["operation"] == "write_many":
