@@ -398,7 +398,7 @@ def test_a_warmup_epoch_reads_only_its_first_batches_and_the_timed_ones_all(
 
 
 def test_window_cpu_is_each_readers_cpu_between_the_batches_around_the_window():
-    out = access.Epoch(8, (2,), np.dtype(np.int64), 8)
+    out = access.Epoch(8, (2,), np.dtype(np.int64), 8, stamp_cpu=True)
     # two reader processes (batches 0, 2, 4, 6 and 1, 3, 5, 7), done at t = b + 1
     out.done_at[:] = np.arange(1.0, 9.0)
     out.cpu_user[:] = [1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 4.0, 40.0]
@@ -412,3 +412,5 @@ def test_window_cpu_is_each_readers_cpu_between_the_batches_around_the_window():
     assert access.window_cpu(out, [0.5, 6.5], 2, "thread") is None  # no start on that clock
     out.done_at[5:] = np.nan  # batches not done are not stamps
     assert access.window_cpu(out, [2.5, 9.0], 2, "process") == (3.0 - 1.0 + 20.0 - 10.0, 1.0 + 5.0)
+    out.cpu_user[4] = np.nan  # an epoch that did not stamp: no CPU, not a zero
+    assert access.window_cpu(out, [2.5, 9.0], 2, "process") is None

@@ -79,4 +79,4 @@ def test_cpu_time_counts_microseconds_and_is_never_negative():
     while time.process_time() - t0 < 0.003:  # 3 ms of CPU: under os.times' 10 ms tick
         pass
     user, system = cpu_delta(before, cpu_now())
-    assert 0.002 < user + system < 0.5
+    assert 0.002 < user + system < 0.008  # a 10 ms tick clock reads 0 or 0.01

@@ -146,7 +146,7 @@ def read_capped(job: Job) -> dict[str, Any]:
     res.extra["tuning"] = store.tune_reads(advice=job.advice, io_depth=job.io_depth)
     order = access.epoch_order(job.pattern, job.n, job.seed, 0, job.random_samples)
     parts = access.batches(order, job.pattern, job.batch_size)
-    out = access.Epoch(len(order), src_images.shape[1:], src_labels.dtype, len(parts))
+    out = access.Epoch(len(order), src_images.shape[1:], src_labels.dtype, len(parts), True)
     prepare_cache(res, job, job.store, files)  # evicted and proven cold: the window's start
     sizes = np.array([len(p) for p in parts])
 

@@ -269,7 +269,7 @@ def s3_epoch(job: Job) -> dict[str, Any]:
     order = access.epoch_order(job.pattern, job.n, job.seed, 0, job.random_samples)
     parts = access.batches(order, job.pattern, job.batch_size)
     sizes = np.array([len(p) for p in parts])
-    out = access.Epoch(len(order), src_images.shape[1:], src_labels.dtype, len(parts))
+    out = access.Epoch(len(order), src_images.shape[1:], src_labels.dtype, len(parts), True)
     with network(job) as (proxy, target), tempfile.TemporaryDirectory(dir=job.result.parent) as t:
         remote = _remote(job, target, Path(t) / "stage")
         if remote.access == "staged":  # the readers train from the downloaded copy

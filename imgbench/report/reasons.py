@@ -46,6 +46,11 @@ def ratio_text(r: float) -> str:
     return "" if not math.isfinite(r) else (f"{r:.2f}x" if r < 10 else f"{plain(r, 3)}x")
 
 
+#: below this much CPU a row's user/kernel split says nothing: Linux measures the total
+#: exactly but splits it by 10 ms tick samples (a 3 ms user-only loop read as 3 ms system)
+SPLIT_MIN_S = 0.1
+
+
 def cpu(row: pd.Series) -> str:
     """CPU-bound (user CPU near readers x wall time), kernel-bound (system CPU dominates), or
     waiting (neither: the device, a sync or a lock)."""
@@ -57,6 +62,10 @@ def cpu(row: pd.Series) -> str:
         return "CPU time not measured for these rows"
     who = f"{par} {'reader' if 'readers' in row else 'thread'}{'s' * (par != 1)}"
     u, s = user / (par * wall), sys_ / (par * wall)
+    if user + sys_ < SPLIT_MIN_S:  # the total is exact, its user/kernel split is not
+        said = f"CPU {duration(user + sys_)} in {duration(wall)} x {who}, too little to split"
+        label = "CPU-bound" if u + s >= BOUND else "waiting (device, sync or lock)"
+        return f"{label}: CPU busy {plain((u + s) * 100, 2)} % ({said})"
     said = f"user {duration(user)}, system {duration(sys_)} in {duration(wall)} x {who}"
     if u >= BOUND and u >= s:
         return f"CPU-bound: user CPU {plain(u * 100, 2)} % of {who} x wall time ({said})"
@@ -86,12 +95,16 @@ def device(row: pd.Series) -> str:
 
 def cores(row: pd.Series, who: str) -> str:
     """How many of the job's cores a time-boxed or remote row's readers kept busy (their
-    user + kernel CPU over the row's wall time); CPU-bound at BOUND of them."""
+    user + kernel CPU over the row's wall time); CPU-bound at BOUND of the cores they could
+    use: one per reader process (Python's lock keeps a reader's own threads near one core),
+    at most the job's."""
     busy, cores = float(row.get("cpu_cores", np.nan)), float(row.get("cores", np.nan))
     if not (math.isfinite(busy) and math.isfinite(cores) and cores > 0):
         return ""
+    readers = pd.to_numeric(row.get("readers", 1), errors="coerce")
+    usable = min(int(readers) if math.isfinite(readers) and readers >= 1 else 1, cores)
     user, sys_ = float(row.get("cpu_user_s", np.nan)), float(row.get("cpu_sys_s", np.nan))
-    bound = "CPU-bound: " if busy / cores >= BOUND else ""
+    bound = "CPU-bound: " if busy / usable >= BOUND else ""
     return (f"{bound}{who} kept {plain(busy, 2)} of {int(cores)} cores busy (user "
             f"{duration(user)}, system {duration(sys_)})")  # fmt: skip
 
@@ -128,7 +141,8 @@ def _s3_reason(row: pd.Series) -> str:
     share = f"{plain(frac * 100, 2)} % of {row.get('limit')}" if math.isfinite(frac) else ""
     staged = "download counted in one epoch; " if row.get("access") == "staged" else ""
     said = f"{row.get('access')} access; {staged}{rpi} requests per image; {share}".rstrip("; ")
-    return "; ".join(filter(None, [said, cores(row, "the client")]))
+    who = "the local epoch's readers" if staged else "the client"  # download CPU not counted
+    return "; ".join(filter(None, [said, cores(row, who)]))
 
 
 REASONS: dict[str, Callable[[pd.Series], str]] = {
