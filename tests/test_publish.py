@@ -267,3 +267,29 @@ def test_a_publication_is_titled_by_its_folder():
 
     assert publication_title("docs/results") == "Reference run"
     assert publication_title("docs/results/default") == "Default run"
+
+
+def test_the_command_s_elapsed_time_comes_from_snakemake_s_log_of_that_command(tmp_path):
+    from datetime import datetime
+
+    from imgbench.pipeline.publish import run_command, snakemake_elapsed
+
+    logs = tmp_path / "log"
+    logs.mkdir()
+
+    def log(start: str, text: str) -> float:
+        (logs / f"{start}.snakemake.log").write_text(text)
+        return datetime.strptime(start, "%Y-%m-%dT%H%M%S.%f").timestamp()
+
+    t0 = log("2026-12-06T071438.658397", "277 of 277 steps (100%) done\nElapsed time: 0:42:42.38\n")
+    log("2026-12-06T060000.000001", "Elapsed time: 0:01:00\n")  # an earlier command
+    window = (t0 + 20, t0 + 2400)
+    assert snakemake_elapsed(logs, window) == pytest.approx(2562.38)
+    log("2026-12-06T075748.926758", "Elapsed time: 0:00:03.69\n")  # publish, after the run
+    assert snakemake_elapsed(logs, window) == pytest.approx(2562.38)
+    log("2026-12-06T073000.000000", "Elapsed time: 0:20:00\n")  # resumed inside the window
+    assert snakemake_elapsed(logs, window) is None
+    assert snakemake_elapsed(tmp_path / "missing", window) is None
+    argv = ["snakemake", "publish", "--cores", "all", "--config", "publish_dir=docs/results/x"]
+    assert run_command(argv) == "snakemake --cores all"  # publish_dir was its only key
+    assert run_command([*argv, "n_images=10"]) == "snakemake --cores all --config n_images=10"

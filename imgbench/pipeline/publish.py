@@ -60,6 +60,8 @@ def run_command(argv: Sequence[str], target: str | None = None) -> str:
     Snakemake would remake them before publishing)."""
     out: list[str] = []
     for a in argv[1:]:
+        if a.startswith("publish_dir="):  # where to publish: not how the run was made
+            continue
         if a in PUBLISH_TARGETS or a.split("=")[-1] in PUBLISH_TARGETS:
             if out and out[-1] in _TARGET_OPTIONS:
                 out.pop()
@@ -67,7 +69,9 @@ def run_command(argv: Sequence[str], target: str | None = None) -> str:
                 out.append(target)
             continue
         out.append(a)
-    return shlex.join(["snakemake", *out])
+    empty = [i for i, a in enumerate(out) if a in ("--config", "-C")
+             and (i + 1 == len(out) or out[i + 1].startswith("-"))]  # fmt: skip
+    return shlex.join(["snakemake", *(a for i, a in enumerate(out) if i not in empty)])
 
 
 def publication_title(publish_dir: str) -> str:
@@ -190,6 +194,36 @@ def run_window(logs: Path | None) -> tuple[float, float] | None:
     return (min(starts), max(ends)) if starts else None
 
 
+_ELAPSED = re.compile(r"^Elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)\s*$", re.M)
+
+
+def snakemake_elapsed(log_dir: Path | None, window: tuple[float, float] | None) -> float | None:
+    """The elapsed time Snakemake logged for the one command that made the run (its start,
+    its end-of-run deletions and report jobs included): the newest .snakemake/log started
+    before the first job. None when there is none, or when another command with an elapsed
+    time started inside the run's window (a resumed run: no one command's time)."""
+    if not log_dir or not Path(log_dir).is_dir() or not window:
+        return None
+    runs = []
+    for p in Path(log_dir).glob("*.snakemake.log"):
+        try:  # Snakemake names its logs by local start time
+            start = datetime.strptime(p.name.split(".snakemake")[0], "%Y-%m-%dT%H%M%S.%f")
+        except ValueError:
+            continue
+        m = _ELAPSED.search(p.read_text(errors="replace"))
+        if m:
+            h, mi, s = m.groups()
+            runs.append((start.timestamp(), int(h) * 3600 + int(mi) * 60 + float(s)))
+    before = [r for r in runs if r[0] <= window[0]]
+    inside = [r for r in runs if window[0] < r[0] < window[1]]
+    return max(before)[1] if before and not inside else None
+
+
+def _hms(seconds: float) -> str:
+    h, rest = divmod(int(round(seconds)), 3600)
+    return f"{h} h {rest // 60} min {rest % 60} s"
+
+
 def _utc(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -204,14 +238,13 @@ def run_md(
     layout: str = "Tables (CSV) and summary.md as results/tables/ holds them, figures/ as "
     "results/figures/, provenance.json as results/ holds it. Published with "
     "`snakemake publish` (imgbench.pipeline.publish).",
+    elapsed: float | None = None,
 ) -> str:
     """RUN.md of a published run: the machine, the command, the commit, when and how long."""
     if window:
-        secs = int(round(window[1] - window[0]))
-        h, rest = divmod(secs, 3600)
         when = f"{_utc(window[0])} to {_utc(window[1])}"
         took = (
-            f"{h} h {rest // 60} min {rest % 60} s, from the first job's start to the last "
+            f"{_hms(window[1] - window[0])}, from the first job's start to the last "
             "measuring job's end (the job windows in results/logs; tables, figures and "
             "provenance left out: later report code may rewrite them; a resumed run counts "
             "the pause)"
@@ -228,6 +261,11 @@ def run_md(
             f"- Commit: `{commit}` (no tracked file changed when the run started)",
             f"- Date: {when}",
             f"- Run time: {took}",
+            *(
+                [f"- The command's elapsed time, as Snakemake logged it: {_hms(elapsed)}"]
+                if elapsed
+                else []
+            ),
             f"- Config hash: `{prov.get('config_hash')}` (the whole config is in provenance.json)",
             "",
             layout,
@@ -279,6 +317,7 @@ def publish(
     benchmarks: Path | None = None,
     title: str = "Reference run",
     layout: str | None = None,
+    snakemake_logs: Path | None = None,
 ) -> Path:
     """The publish rule: check the run, copy it to dest_root/<machine>/ (replacing an earlier
     publication of that machine whole), write RUN.md and the record *published*. The S3
@@ -299,8 +338,10 @@ def publish(
         (tmp / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, tmp / name)
     window = run_window(logs)
+    elapsed = snakemake_elapsed(snakemake_logs, window)
     extra = {"layout": layout} if layout else {}
-    (tmp / "RUN.md").write_text(run_md(machine, command, commit, prov, window, title, **extra))
+    text = run_md(machine, command, commit, prov, window, title, elapsed=elapsed, **extra)
+    (tmp / "RUN.md").write_text(text)
     jobs = job_times(benchmarks)
     jobs.to_csv(tmp / "jobs.csv", index=False)
     facts = {
@@ -309,6 +350,7 @@ def publish(
         "commit": commit,
         "config": dict(config),
         "run_seconds": window[1] - window[0] if window else None,
+        "command_seconds": elapsed,
         "jobs": len(jobs),
         "results_disk_bytes": disk_bytes(Path(provenance).parent),
     }

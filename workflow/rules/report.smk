@@ -172,5 +172,6 @@ rule publish:
         logs="results/logs",
         benchmarks="results/benchmarks",
         title=publication_title(config["publish_dir"]),
+        snakemake_logs=".snakemake/log",
     script:
         "../scripts/step.py"

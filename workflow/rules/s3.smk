@@ -236,6 +236,7 @@ rule s3_publish:
         logs="results/logs",
         benchmarks="results/benchmarks",
         title="Object-storage run",
+        snakemake_logs=".snakemake/log",
         layout=(
             "s3.csv, limits.csv and s3.md as results/s3/ holds them, figures/ the S3 "
             "figure, provenance.json as results/ holds it. Published with "
