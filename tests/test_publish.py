@@ -293,3 +293,5 @@ def test_the_command_s_elapsed_time_comes_from_snakemake_s_log_of_that_command(t
     argv = ["snakemake", "publish", "--cores", "all", "--config", "publish_dir=docs/results/x"]
     assert run_command(argv) == "snakemake --cores all"  # publish_dir was its only key
     assert run_command([*argv, "n_images=10"]) == "snakemake --cores all --config n_images=10"
+    later = ["snakemake", "publish", "--forcerun", "publish", "--rerun-triggers", "mtime", "-c2"]
+    assert run_command(later) == "snakemake -c2"

@@ -53,6 +53,9 @@ PUBLISH_TARGETS = ("publish", "s3_publish")
 _TARGET_OPTIONS = ("-R", "--forcerun", "-f", "--force", "-U", "--until", "--allowed-rules")
 
 
+_TRIGGERS = {"mtime", "params", "input", "software-env", "code"}
+
+
 def run_command(argv: Sequence[str], target: str | None = None) -> str:
     """The command that made the run, from the publish invocation's arguments without the
     publish target (*target* in its place, when the run had one: ``s3``): publish's inputs
@@ -60,7 +63,9 @@ def run_command(argv: Sequence[str], target: str | None = None) -> str:
     Snakemake would remake them before publishing)."""
     out: list[str] = []
     for a in argv[1:]:
-        if a.startswith("publish_dir="):  # where to publish: not how the run was made
+        # where to publish, and what may trigger a rerun when publishing (publishing a
+        # finished run from a later commit: --rerun-triggers mtime): not how the run was made
+        if a.startswith("publish_dir=") or a == "--rerun-triggers" or a in _TRIGGERS:
             continue
         if a in PUBLISH_TARGETS or a.split("=")[-1] in PUBLISH_TARGETS:
             if out and out[-1] in _TARGET_OPTIONS:
