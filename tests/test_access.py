@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -405,12 +406,32 @@ def test_window_cpu_is_each_readers_cpu_between_the_batches_around_the_window():
     out.cpu_sys[:] = [0.5, 5.0, 1.0, 10.0, 1.5, 15.0, 2.0, 20.0]
     # window (2.5, 6.5]: reader 0 from batch 0 (cpu 1) to batch 4 (3); reader 1 from 1 to 5
     assert access.window_cpu(out, [2.5, 4.0, 6.5], 2, "process") == (2.0 + 20.0, 1.0 + 10.0)
-    # no batch before the window: a reader process's clock starts at 0 when it is forked
+    # no batch before a window that starts before the readers: their clocks start at 0
+    out.started_at = 0.6
     assert access.window_cpu(out, [0.5, 6.5], 2, "process") == (3.0 + 30.0, 1.5 + 15.0)
+    out.started_at = 0.4  # ... but a window after they started needs their clocks read then
+    assert access.window_cpu(out, [0.5, 6.5], 2, "process") is None
+    out.window_start_cpu = [(0.25, 0.125), (0.5, 0.25)]  # as timed_windows read /proc
+    assert access.window_cpu(out, [0.5, 6.5], 2, "process") == (2.75 + 29.5, 1.375 + 14.75)
+    out.window_start_cpu = [(9.0, 4.0)]  # thread readers: the process's clock
+    assert access.window_cpu(out, [0.5, 6.5], 2, "thread") == (30.0 - 9.0, 15.0 - 4.0)
     # threads share one clock: the last stamps before each end, whoever wrote them
     assert access.window_cpu(out, [2.5, 6.5], 2, "thread") == (30.0 - 10.0, 15.0 - 5.0)
+    out.window_start_cpu = []
     assert access.window_cpu(out, [0.5, 6.5], 2, "thread") is None  # no start on that clock
     out.done_at[5:] = np.nan  # batches not done are not stamps
     assert access.window_cpu(out, [2.5, 9.0], 2, "process") == (3.0 - 1.0 + 20.0 - 10.0, 1.0 + 5.0)
     out.cpu_user[4] = np.nan  # an epoch that did not stamp: no CPU, not a zero
     assert access.window_cpu(out, [2.5, 9.0], 2, "process") is None
+
+
+def test_reader_cpu_reads_a_live_process_clock_and_none_for_an_ended_one():
+    import os
+    import resource
+
+    out = access.Epoch(1, (1,), np.dtype(np.int64), 1)
+    gone_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process has it
+    out.pids = [os.getpid(), gone_pid]
+    here, gone = access.reader_cpu(out)
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    assert abs(sum(here) - (use.ru_utime + use.ru_stime)) < 0.05 and gone is None

@@ -92,9 +92,15 @@ def test_every_s3_row_is_verified_and_beside_its_limit(s3_run):
     assert sorted(set(epochs["readers"])) == [1, 2]
     stream = df[df["access"] == "stream"]
     assert set(stream["format"]) == {"tar"} and (stream["limit_fraction"] > 0).all()
-    # every read's client CPU: user + kernel seconds, and the cores they kept busy
-    assert (reads["cpu_user_s"] > 0).all() and (reads["cpu_sys_s"] >= 0).all()
-    assert ((reads["cpu_cores"] > 0) & (reads["cpu_cores"] <= reads["cores"] * 1.05)).all()
+    # the client's CPU: user + kernel seconds (the total is exact; Linux splits it by 10 ms
+    # tick samples) and the cores they kept busy, never more than the job had. Whole passes
+    # always have it; a time box has it unless a reader finished no batch before its window
+    # (this tiny store's epochs end within a fraction of a second)
+    cpu = reads["cpu_user_s"] + reads["cpu_sys_s"]
+    passes = reads[reads["operation"] != "read_epoch"].index
+    assert (cpu[passes] > 0).all() and cpu.notna().sum() > len(passes), reads.to_string()
+    busy = reads["cpu_cores"].dropna()
+    assert ((busy > 0) & (busy <= reads.loc[busy.index, "cores"] * 1.05)).all(), reads.to_string()
 
 
 def test_staging_counts_its_download(s3_run):

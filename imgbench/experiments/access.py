@@ -72,6 +72,14 @@ class Epoch:
         #: each batch was in place: a time box's CPU is the difference across its window.
         #: Only time boxes stamp (0.9 us a batch, a cost per image at batch size 1).
         self.stamp_cpu = stamp_cpu
+        #: when run_epoch began starting the readers (perf_counter): a reader's CPU clock
+        #: reads 0 there, and only there
+        self.started_at = float("inf")
+        #: the reader processes (as run_epoch starts them), and their CPU when a time box's
+        #: window began (:func:`timed_windows`): the start of a reader that had finished no
+        #: batch by then
+        self.pids: list[int] = []
+        self.window_start_cpu: list[tuple[float, float] | None] = []
         self.cpu_user = shared_array((nb,), np.float64)
         self.cpu_sys = shared_array((nb,), np.float64)
         #: set by the caller to stop the readers after their current batch (a time box)
@@ -90,6 +98,23 @@ class Epoch:
 POLL_S = 0.02
 
 
+def reader_cpu(out: Epoch) -> list[tuple[float, float] | None]:
+    """Each reader process's user and kernel CPU seconds now, from /proc/<pid>/stat (whole
+    clock ticks; the same clock getrusage reads in microseconds); None for one that ended.
+    Thread readers (no processes): this process's own, once."""
+    if not out.pids:
+        use = resource.getrusage(resource.RUSAGE_SELF)
+        return [(use.ru_utime, use.ru_stime)]
+    tick, got = os.sysconf("SC_CLK_TCK"), []
+    for pid in out.pids:
+        try:  # fields after the ")" that ends the command name: utime, stime are 12, 13
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            got.append((int(fields[11]) / tick, int(fields[12]) / tick))
+        except (OSError, IndexError, ValueError):
+            got.append(None)
+    return got
+
+
 def wait_done(until: float, out: Epoch) -> bool:
     """Sleep until *until* (perf_counter) or the epoch is done; True if the epoch is done."""
     while time.perf_counter() < until:
@@ -101,7 +126,10 @@ def wait_done(until: float, out: Epoch) -> bool:
 
 def timed_windows(out: Epoch, start: float, seconds: float, parts: int) -> tuple[list[float], str]:
     """A time box's timed window from *start*, in *parts* equal parts: the ticks at each
-    part's end, and "window" if the epoch ended inside it (then at the last tick), else ""."""
+    part's end, and "window" if the epoch ended inside it (then at the last tick), else "".
+    The readers' CPU clocks are read first: where a reader has finished no batch yet, the
+    window's CPU starts there."""
+    out.window_start_cpu = reader_cpu(out)
     ticks = [start]
     for k in range(1, parts + 1):
         done = wait_done(start + seconds * k / parts, out)
@@ -141,10 +169,13 @@ def window_cpu(
 ) -> tuple[float, float] | None:
     """User and kernel CPU seconds the readers spent over a time box's window, read from the
     stamps of completed batches as the images are counted: per reader, its CPU at its last
-    batch done by the window's end minus at its last batch done by the start (a reader
-    process's clock starts at its fork, so none done by then reads 0). Reader processes are
-    summed; thread readers share one clock, the whole job process (its polling thread and
-    any library threads in it included). None when the thread clock has no start."""
+    batch done by the window's end minus at its last batch done by the start. A reader
+    process's clock reads 0 at its fork, so a window that starts before the readers
+    (``out.started_at``) needs no earlier batch; where one that starts later finds a reader
+    with none done, it starts from that reader's clock as :func:`timed_windows` read it
+    (None if it could not). Reader processes are summed; thread readers
+    share one clock, the whole job process (its polling thread and any library threads in it
+    included)."""
     start, end = ticks[0], ticks[-1]
     groups = (
         [np.arange(r, len(out.done_at), readers) for r in range(readers)]
@@ -152,7 +183,8 @@ def window_cpu(
         else [np.arange(len(out.done_at))]
     )
     user = system = 0.0
-    for g in groups:
+    at_start = out.window_start_cpu
+    for r, g in enumerate(groups):
         done = out.done_at[g]
         stamps = []
         for t in (start, end):
@@ -162,8 +194,10 @@ def window_cpu(
                 if not (np.isfinite(out.cpu_user[b]) and np.isfinite(out.cpu_sys[b])):
                     return None  # an epoch run without stamps (stamp_cpu False)
                 stamps.append((float(out.cpu_user[b]), float(out.cpu_sys[b])))
-            elif kind == ReaderKind.PROCESS:
+            elif kind == ReaderKind.PROCESS and t <= out.started_at:
                 stamps.append((0.0, 0.0))
+            elif t == start and r < len(at_start) and at_start[r] is not None:
+                stamps.append(at_start[r])  # read from its clock when the window began
             else:
                 return None
         user += stamps[1][0] - stamps[0][0]
@@ -212,11 +246,13 @@ def _readers(
     work: Callable[[Callable, int], None],
     on_fail: Callable[[int], None] = lambda r: None,
     child_init: Callable[[], None] | None = None,
+    pids: list[int] | None = None,
 ) -> Iterator[None]:
     """Run ``work(read, r)`` in *n* readers of *kind* while the body runs; join them on exit
     and fail with one line naming the store if any reader failed (``on_fail(r)`` runs in a
     failing reader, e.g. to wake a consumer waiting for it). Processes open the store each;
-    threads share one open store (LMDB allows one environment per process)."""
+    threads share one open store (LMDB allows one environment per process). The reader
+    processes' ids go to *pids* as they start."""
     errors: Any
     with contextlib.ExitStack() as stack:
         if kind == ReaderKind.PROCESS:
@@ -252,6 +288,8 @@ def _readers(
             workers = [threading.Thread(target=thread, args=(r,)) for r in range(n)]
         for w in workers:
             w.start()
+            if pids is not None and getattr(w, "pid", None):
+                pids.append(w.pid)
         try:
             yield
         finally:
@@ -280,6 +318,7 @@ def run_epoch(
     """Read every batch once with *readers* readers of *kind*; raise if any reader failed.
     A reader stops before its next batch once ``out.stop`` is set (the rest stay unread)."""
     starts, shares = _layout(parts, readers)
+    out.started_at = time.perf_counter()
 
     def share(read: Callable, r: int) -> None:
         for b in shares[r]:
@@ -287,7 +326,7 @@ def run_epoch(
                 return
             _put(read, parts, starts, b, out)
 
-    with _readers(store, Path(path), kind, readers, share, child_init=child_init):
+    with _readers(store, Path(path), kind, readers, share, child_init=child_init, pids=out.pids):
         pass
 
 
