@@ -295,3 +295,14 @@ def test_the_command_s_elapsed_time_comes_from_snakemake_s_log_of_that_command(t
     assert run_command([*argv, "n_images=10"]) == "snakemake --cores all --config n_images=10"
     later = ["snakemake", "publish", "--forcerun", "publish", "--rerun-triggers", "mtime", "-c2"]
     assert run_command(later) == "snakemake -c2"
+
+
+def test_job_times_leave_out_an_earlier_publication(tmp_path):
+    from imgbench.pipeline.publish import job_times
+
+    tsv = "s\tmax_rss\n1.5\t10\n"
+    for rel in ("build_store/cifar32/tuned/png/10.tsv", "publish.tsv", "tables.tsv"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(tsv)
+    jobs = job_times(tmp_path)
+    assert sorted(jobs["rule"]) == ["build_store", "tables"] and jobs["seconds"].sum() == 3.0

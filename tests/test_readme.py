@@ -86,7 +86,7 @@ def test_the_run_box_gives_the_default_run_timed_alone_when_published(tmp_path):
     facts = json.loads((alone / "run.json").read_text())
     (alone / "run.json").write_text(json.dumps({**facts, "command_seconds": 2562.4}))
     flat = " ".join(line.removeprefix("> ") for line in readme.run_box(run, alone).splitlines())
-    assert "took 43 min as Snakemake logged the whole command (41 min (270 jobs) from" in flat
+    assert "took 43 min as Snakemake logged the whole command (its 270 jobs: 41 min from" in flat
 
 
 def test_missing_markers_are_one_line(tmp_path):

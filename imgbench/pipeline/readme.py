@@ -57,8 +57,9 @@ def run_box(run: Path, default_run: Path | None = None) -> str:
         alone = json.loads((Path(default_run) / "run.json").read_text())
         whole = alone.get("command_seconds")
         took = (
-            f"{_duration(whole)} as Snakemake logged the whole command ({_took(alone)} from "
-            "its first job to its last measurement)"
+            f"{_duration(whole)} as Snakemake logged the whole command (its {alone['jobs']} "
+            f"jobs: {_duration(alone['run_seconds'])} from the first's start to the last "
+            "measurement)"
             if whole
             else _took(alone)
         )
