@@ -364,38 +364,45 @@ def test_epoch_rows_carry_the_readers_cpu(tmp_path, source):
     assert row["cpu_user_s"] == pytest.approx(np.median(r["cpu_user_s"]))
 
 
-def test_a_warmup_epoch_reads_only_its_first_batches_and_the_timed_ones_all(
-    tmp_path, source, monkeypatch
+class _SlowNpy(NpyStore):
+    """npy reads that take 20 ms a batch: a 1,000-image epoch of 64-image batches takes 0.3 s."""
+
+    @contextlib.contextmanager
+    def batch_reader(self, path):
+        with super().batch_reader(path) as read:
+
+            def slow(indices):
+                time.sleep(0.02)
+                return read(indices)
+
+            yield slow
+
+
+@pytest.mark.parametrize("op", ["read_epoch", "train"])
+def test_a_warmup_stops_after_its_seconds_and_the_timed_epochs_read_all(
+    tmp_path, source, monkeypatch, op
 ):
-    """epoch_warmup_batches bounds the untimed warm-up; every timed epoch still reads all."""
-    from imgbench.experiments import access
+    """epoch_warmup_s stops the untimed warm-up at the readers' next batch; it is verified
+    as far as it went, and every timed epoch still reads every batch."""
+    from imgbench.experiments import epochs
 
     experiments.build_store(make_job(tmp_path, source[:2], "npy", "tuned", 1000))
-    seen: list[int] = []
-    real = access.run_epoch
+    monkeypatch.setattr(epochs, "open_store", lambda job, workers=1: _SlowNpy({}, 1))
+    done: list[int] = []
+    real_after = epochs.verify.against_indices
 
-    def counting(store, path, parts, *args):
-        seen.append(sum(len(p) for p in parts))
-        return real(store, path, parts, *args)
+    def counting(what, got, images, labels, order):
+        done.append(len(order))
+        return real_after(what, got, images, labels, order)
 
-    monkeypatch.setattr(access, "run_epoch", counting)
-    job = make_job(
-        tmp_path,
-        source[:2],
-        "npy",
-        "tuned",
-        1000,
-        cache="warm",
-        pattern="shuffled",
-        batch_size=64,
-        repeats=2,
-        warmup=1,
-        warmup_batches=3,
-    )
-    r = experiments.read_epoch(job)
-    assert seen == [3 * 64, 1000, 1000]
-    extra = r["extra"]
-    assert extra["epoch_images"] == 1000 and extra["batches"] == 16 and len(r["samples"]) == 2
+    monkeypatch.setattr(epochs.verify, "against_indices", counting)
+    kw = {"computation_time": 0.001, "au_batches": 16} if op == "train" else {}
+    job = make_job(tmp_path, source[:2], "npy", "tuned", 1000, cache="warm", pattern="shuffled",
+                   batch_size=64, readers=2, repeats=2, warmup=1, warmup_s=0.08, **kw)  # fmt: skip
+    r = getattr(experiments, op)(job)
+    # 2 readers x 20 ms a batch: about 4 batches in 0.08 s, then each reader's current one
+    assert 64 <= done[0] <= 8 * 64 and done[0] % 64 == 0, done
+    assert done[1:] == [1000, 1000] and len(r["samples"]) == 2
 
 
 def test_window_cpu_is_each_readers_cpu_between_the_batches_around_the_window():

@@ -53,8 +53,9 @@ class Job:
     #: training simulation: accelerator seconds per batch, batches per run, prefetch per reader
     computation_time: float = 0.0
     au_batches: int = 200
-    #: batches of each untimed warm-up epoch (0: the whole epoch; streamed epochs: whole)
-    warmup_batches: int = 0
+    #: seconds an untimed warm-up epoch reads before it stops (0: the whole epoch; streamed
+    #: epochs: whole)
+    warmup_s: float = 0.0
     prefetch: int = 2
     #: capped epochs: page cache the readers may fill, as a fraction of the store's bytes;
     #: the time box (warm-up, timed window and its parts; S3 epochs use it too) and the

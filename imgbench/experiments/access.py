@@ -442,6 +442,9 @@ def run_training(
     def produce(read: Callable, r: int) -> None:
         for b in shares[r]:
             slots[r].acquire()
+            if out.stop[0]:  # a time-boxed warm-up ended: wake the consumer, which stops too
+                ready[r].put(None)
+                return
             _put(read, parts, starts, b, out)
             ready[r].put(b)
 
@@ -453,7 +456,8 @@ def run_training(
             for b in range(len(parts)):
                 r = b % readers
                 t0 = time.perf_counter()
-                if ready[r].get() is None:  # the reader failed: _readers raises its line
+                # None: the reader failed (_readers raises its line) or was stopped
+                if out.stop[0] or ready[r].get() is None:
                     break
                 t1 = time.perf_counter()
                 if b == 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -53,27 +54,42 @@ def _epochs(
         else:
             order = access.epoch_order(pattern, job.n, job.seed, state["round"], job.random_samples)
             parts = access.batches(order, pattern, job.batch_size)[:max_batches]
-            if not timed and job.warmup_batches:  # warms readers and code; the cache is set after
-                parts = parts[: job.warmup_batches]
             n = sum(len(p) for p in parts)
             out = access.Epoch(n, src_images.shape[1:], src_labels.dtype, len(parts))
             state.update(order=order[:n], parts=parts, out=out)
+        state["timed"] = timed
         if timed:  # last: nothing of the store is opened between eviction and the timer
             prepare_cache(res, job, job.store, files)
+
+    def go(_: None) -> Any:
+        """A warm-up epoch stops at its readers' next batch after job.warmup_s (streamed
+        epochs cannot stop: they read whole)."""
+        out = state["out"]
+        if state["timed"] or not job.warmup_s or pattern == Pattern.BUFFERED:
+            return run(store, state["parts"], out)
+        timer = threading.Timer(job.warmup_s, lambda: out.stop.fill(1))
+        timer.start()
+        try:
+            return run(store, state["parts"], out)
+        finally:
+            timer.cancel()
 
     def after(_: None, got: Any, timed: bool) -> None:
         out = state["out"]
         if state["order"] is None:  # streamed: every index exactly once, in any order
             state["order"] = np.array(out.index)
             verify.is_permutation(job.what, state["order"], job.n)
-        verify.against_indices(
-            job.what, (out.images, out.labels), src_images, src_labels, state["order"]
-        )
+        if out.stop[0]:  # a warm-up stopped in time: its completed batches
+            pos = access.completed_positions(out, np.array([len(p) for p in state["parts"]]))
+            got_images, got_labels, order = out.images[pos], out.labels[pos], state["order"][pos]
+        else:
+            got_images, got_labels, order = out.images, out.labels, state["order"]
+        verify.against_indices(job.what, (got_images, got_labels), src_images, src_labels, order)
         if timed:
             keep(got, out)
 
     with damage_is_clear(job):
-        measure(res, lambda _: run(store, state["parts"], state["out"]), (None,), before, after)
+        measure(res, go, (None,), before, after)
     res.verified = True
     n = len(state["order"])
     res.extra.update(

@@ -26,7 +26,7 @@ DATA = "cifar32"
 
 #: config keys of the data every timed job reads
 DATA_KEYS = ["cifar_md5", "n_images", "resize_filter", "images_dir", "bad_images", "images_fit"]
-_EPOCH_KEYS = ["epoch_repeats", "epoch_warmup", "epoch_warmup_batches", "batch_size", "seed"]
+_EPOCH_KEYS = ["epoch_repeats", "epoch_warmup", "epoch_warmup_s", "batch_size", "seed"]
 _KINDS: dict[str, list[str]] = {
     "build": ["repeats", "warmup"],
     "writers": ["repeats", "warmup"],
@@ -389,7 +389,7 @@ class Plan:
         return {
             "repeats": c["epoch_repeats"],
             "warmup": c["epoch_warmup"],
-            "warmup_batches": c["epoch_warmup_batches"],
+            "warmup_s": c["epoch_warmup_s"],
             "batch_size": c["batch_size"],
             "random_samples": c["random_samples"],
             "shuffle_buffer": c["shuffle_buffer"],

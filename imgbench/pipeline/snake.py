@@ -68,7 +68,7 @@ def job(sm: Any) -> Job:
         shuffle_buffer=int(p.get("shuffle_buffer", 1000)),
         computation_time=float(w.get("compute", 0.0)),
         au_batches=int(p.get("au_batches", 200)),
-        warmup_batches=int(p.get("warmup_batches", 0)),
+        warmup_s=float(p.get("warmup_s", 0.0)),
         prefetch=int(p.get("prefetch", 2)),
         cache_cap=float(p.get("page_cache_cap", 0.0)),
         # the time box: capped epochs' keys, or the S3 epochs' own (s3_warmup_s, ...)
