@@ -3,7 +3,8 @@
 Prints, per format and round trip: upload seconds; full read images/s; the best shuffled
 epoch with 1 and 2 readers (images/s, at which requests in flight, as a fraction of the
 probe's matching limit, requests per image; a staged format with its download counted);
-tar's streamed epochs; the probe's limits; then the two targets at the given round trip
+tar's streamed epochs; the client's CPU (cores kept busy) of the full read and of the best
+2-reader epoch; the probe's limits; then the two targets at the given round trip
 (default 10 ms), 2 readers:
 
 * PNG (one object per image) at its best requests in flight reaches >= 50 % of the probe's
@@ -31,6 +32,12 @@ def _pct(x: float) -> str:
     return "" if pd.isna(x) else f"{x * 100:.0f} %"
 
 
+def _cores(row: pd.Series) -> str:
+    """The client's CPU over the row's wall time, in cores of the job's (e.g. 1.4/2)."""
+    busy, cores = row.get("cpu_cores"), row.get("cores")
+    return "" if pd.isna(busy) or pd.isna(cores) else f"{busy:.2f}/{int(cores)}"
+
+
 def per_format(df: pd.DataFrame) -> pd.DataFrame:
     """One row per format and round trip: upload, full read, best epochs per reader count."""
     rows = []
@@ -44,6 +51,7 @@ def per_format(df: pd.DataFrame) -> pd.DataFrame:
             "upload_s": round(float(up["upload_s"].iloc[0]), 2) if len(up) else None,
             "full_read_img_s": round(float(full["images_per_s"].iloc[0])) if len(full) else None,
             "full_read_of_limit": _pct(full["limit_fraction"].iloc[0]) if len(full) else "",
+            "full_read_cores": _cores(full.iloc[0]) if len(full) else "",
         }
         for r in (1, 2):
             ep = g[(g["operation"] == "read_epoch") & (g["readers"] == r)]
@@ -57,6 +65,8 @@ def per_format(df: pd.DataFrame) -> pd.DataFrame:
             row[f"epoch_{r}r_rif"] = int(b["requests_in_flight"])
             row[f"epoch_{r}r_of_limit"] = _pct(b["limit_fraction"])
             row[f"epoch_{r}r_req_per_img"] = round(float(b["requests_per_image"]), 3)
+            if r == 2:
+                row["epoch_2r_cores"] = _cores(b)
         rows.append(row)
     return pd.DataFrame(rows)
 
