@@ -80,3 +80,17 @@ def test_cpu_time_counts_microseconds_and_is_never_negative():
         pass
     user, system = cpu_delta(before, cpu_now())
     assert 0.002 < user + system < 0.008  # a 10 ms tick clock reads 0 or 0.01
+
+
+def test_remove_many_deletes_every_tree_and_leaves_the_rest(tmp_path):
+    from imgbench.core.atomic import remove_many
+
+    trees = [tmp_path / f"build{k}" for k in range(3)]
+    for t in trees:
+        (t / "sub").mkdir(parents=True)
+        for i in range(20):
+            (t / "sub" / f"{i}.png").write_bytes(b"x")
+    keep = tmp_path / "store"
+    keep.mkdir()
+    remove_many(trees)
+    assert not any(t.exists() for t in trees) and keep.is_dir()
