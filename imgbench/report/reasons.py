@@ -105,8 +105,9 @@ def cores(row: pd.Series, who: str) -> str:
     usable = min(int(readers) if math.isfinite(readers) and readers >= 1 else 1, cores)
     user, sys_ = float(row.get("cpu_user_s", np.nan)), float(row.get("cpu_sys_s", np.nan))
     bound = "CPU-bound: " if busy / usable >= BOUND else ""
-    return (f"{bound}{who} kept {plain(busy, 2)} of {int(cores)} cores busy (user "
-            f"{duration(user)}, system {duration(sys_)})")  # fmt: skip
+    split = (f"user {duration(user)}, system {duration(sys_)}" if user + sys_ >= SPLIT_MIN_S
+             else f"CPU {duration(user + sys_)}, too little to split")  # fmt: skip
+    return f"{bound}{who} kept {plain(busy, 2)} of {int(cores)} cores busy ({split})"
 
 
 def _disk_reason(row: pd.Series) -> str:
