@@ -16,6 +16,7 @@ from imgbench.experiments import access
 from imgbench.stores import get_store
 from imgbench.stores.npy import NpyStore
 from tests.conftest import make_job, random_data
+from tests.test_capped import _Slow
 
 
 def test_orders_are_reproducible_and_differ():
@@ -364,20 +365,6 @@ def test_epoch_rows_carry_the_readers_cpu(tmp_path, source):
     assert row["cpu_user_s"] == pytest.approx(np.median(r["cpu_user_s"]))
 
 
-class _SlowNpy(NpyStore):
-    """npy reads that take 20 ms a batch: a 1,000-image epoch of 64-image batches takes 0.3 s."""
-
-    @contextlib.contextmanager
-    def batch_reader(self, path):
-        with super().batch_reader(path) as read:
-
-            def slow(indices):
-                time.sleep(0.02)
-                return read(indices)
-
-            yield slow
-
-
 @pytest.mark.parametrize("op", ["read_epoch", "train"])
 def test_a_warmup_stops_after_its_seconds_and_the_timed_epochs_read_all(
     tmp_path, source, monkeypatch, op
@@ -387,7 +374,7 @@ def test_a_warmup_stops_after_its_seconds_and_the_timed_epochs_read_all(
     from imgbench.experiments import epochs
 
     experiments.build_store(make_job(tmp_path, source[:2], "npy", "tuned", 1000))
-    monkeypatch.setattr(epochs, "open_store", lambda job, workers=1: _SlowNpy({}, 1))
+    monkeypatch.setattr(epochs, "open_store", lambda job, workers=1: _Slow({}, 1))  # 20 ms a batch
     done: list[int] = []
     real_after = epochs.verify.against_indices
 
